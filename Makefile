@@ -1,0 +1,100 @@
+# quire: `make` builds build/quire; `make demo` and `make test` do everything on a fresh
+# machine (they install what is missing first, see tools/deps.sh).
+
+CC       ?= cc
+BUILD    ?= build
+SAN      ?=
+OPT      ?= -O2
+CFLAGS   ?= $(OPT) -g
+QCFLAGS  := $(CFLAGS) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+            -D_GNU_SOURCE -Iinclude $(SAN) -MMD -MP
+LDLIBS   := -luring -lcurl -lcrypto -lz -lbz2 -ljansson -lpthread
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
+
+PROG_SRC := src/main.c
+LIB_SRC  := $(filter-out $(PROG_SRC),$(wildcard src/*.c))
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps demo test unit check-unit e2e lint format fuzz tsan asan bench clean
+
+all: $(BUILD)/quire
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(QCFLAGS) -DQUIRE_VERSION='"$(VERSION)"' -c -o $@ $<
+
+$(BUILD)/libquire.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/quire: $(BUILD)/obj/main.o $(BUILD)/libquire.a
+	$(CC) $(QCFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libquire.a
+	@mkdir -p $(dir $@)
+	$(CC) $(QCFLAGS) -Itests -o $@ $^ -lcmocka $(LDLIBS)
+
+unit: $(UNIT_BIN)
+
+# Runs every unit test binary; each takes the test fixtures directory as $QUIRE_FIXTURES.
+check-unit: $(UNIT_BIN) $(BUILD)/quire
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+deps:
+	@tools/deps.sh
+
+# Sanitizer builds live in their own trees so they never mix with the release objects.
+ASAN_VARS := BUILD=build/asan OPT=-O1 \
+	SAN='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all'
+asan:
+	$(MAKE) $(ASAN_VARS) all unit
+
+tsan:
+	$(MAKE) BUILD=build/tsan CC=clang SAN='-fsanitize=thread' OPT=-O1 build/tsan/tests/test_mpmc
+	TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/test_mpmc
+
+FUZZ_SECONDS ?= 60
+fuzz: $(BUILD)/fuzz_pgp
+	@mkdir -p $(BUILD)/fuzz-corpus
+	$(BUILD)/fuzz_pgp -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
+		-print_final_stats=1 $(BUILD)/fuzz-corpus tests/fuzz/corpus
+
+$(BUILD)/fuzz_pgp: tests/fuzz/fuzz_pgp.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang -O1 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
+		-o $@ $^ $(LDLIBS)
+
+C_FILES = $(wildcard src/*.c include/quire/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c)
+format:
+	clang-format -i $(C_FILES)
+
+lint:
+	clang-format --dry-run -Werror $(C_FILES)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+		--suppress=missingIncludeSystem -Iinclude -D_GNU_SOURCE src
+
+# End-to-end suites: real nginx, gpg, s3rver; run against the ASan+UBSan build.
+E2E ?= $(wildcard tests/e2e/test_*.sh)
+e2e: asan
+	@tests/e2e/run.sh build/asan/quire $(E2E)
+
+test: deps
+	$(MAKE) lint
+	$(MAKE) all
+	$(MAKE) asan
+	$(MAKE) $(ASAN_VARS) check-unit
+	$(MAKE) tsan
+	$(MAKE) FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz
+	$(MAKE) e2e
+
+demo: deps all
+	tools/demo.sh
+
+bench: deps all
+	tools/bench
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,57 @@
+/* Streaming decryptor for OpenPGP messages made by `gpg --symmetric`
+ * (RFC 4880 / RFC 9580: v4 SKESK + SEIPD v1 with MDC, optional compression).
+ *
+ * Usage: pgp_new() once per slot (allocates everything the decryptor will ever need);
+ * for each message pgp_reset(), then pgp_feed() with ciphertext in any chunking, then
+ * pgp_finish(). Literal-data bytes go to the sink as they are produced; they are NOT
+ * authenticated until pgp_finish() returns 0, so a caller must stage them and publish
+ * only after that. pgp_reset() may be called at any time to start over (a retry).
+ * Functions return 0 or a negative PGP_E* code; pgp_detail() gives a one-line reason
+ * that names what was wrong (never the passphrase or key material). */
+#ifndef QUIRE_PGP_H
+#define QUIRE_PGP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+	PGP_EBADPASS = -1000, /* session key quick check failed: wrong passphrase */
+	PGP_EMDC,             /* modification detection code mismatch: tampered data */
+	PGP_ETRUNC,           /* input ended inside a packet */
+	PGP_ENOMDC,           /* symmetrically encrypted data without integrity (tag 9) */
+	PGP_EPUBKEY,          /* message is encrypted to a public key only */
+	PGP_ENOTPGP,          /* input is not an OpenPGP message */
+	PGP_EUNSUPPORTED,     /* algorithm or packet version quire does not implement */
+	PGP_ECORRUPT,         /* malformed packet or compressed stream */
+	PGP_ESINK,            /* the sink returned an error (its errno is in pgp_sink_errno) */
+	PGP_ENOMEM,
+};
+
+/* Receives plaintext; returns 0, or a negative errno to stop decryption. */
+typedef int (*pgp_sink_fn)(void *ctx, const uint8_t *buf, size_t len);
+
+struct pgp_dec;
+
+int pgp_new(struct pgp_dec **out);
+void pgp_free(struct pgp_dec *d);
+
+/* Starts a new message. The passphrase is copied into the decryptor and wiped by the
+ * next reset or free. */
+void pgp_reset(struct pgp_dec *d, const char *pass, size_t passlen, pgp_sink_fn sink,
+	       void *sink_ctx);
+
+int pgp_feed(struct pgp_dec *d, const uint8_t *buf, size_t len);
+
+/* Ends the message: 0 only when every packet was complete and the MDC matched. */
+int pgp_finish(struct pgp_dec *d);
+
+const char *pgp_strerror(int err);
+/* The last error with its specifics, e.g. "unsupported cipher algorithm 10 (Twofish)". */
+const char *pgp_detail(const struct pgp_dec *d);
+int pgp_sink_errno(const struct pgp_dec *d);
+
+/* Counters of the current message. */
+uint64_t pgp_bytes_in(const struct pgp_dec *d);
+uint64_t pgp_bytes_out(const struct pgp_dec *d);
+
+#endif

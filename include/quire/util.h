@@ -1,0 +1,29 @@
+/* Small helpers every module uses: logging, time, sizes, hex. */
+#ifndef QUIRE_UTIL_H
+#define QUIRE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One line on stderr, prefixed "quire: ". Thread-safe (one write per line). */
+void qlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* CLOCK_MONOTONIC in ns. */
+uint64_t now_ns(void);
+
+/* "64MiB", "5M", "1GiB", "4096", "10KiB"; binary units (K = KiB). Returns 0 or -EINVAL. */
+int parse_size(const char *s, uint64_t *out);
+
+/* lower-case hex of len bytes into out (2*len+1 bytes). */
+void hex_encode(const uint8_t *in, size_t len, char *out);
+
+/* UTC ISO 8601, "2026-11-29T02:40:00Z" (21 bytes with NUL). */
+void utc_iso8601(char out[21]);
+
+/* Reads a passphrase: first line of path (up to its "\n", as
+ * gpg --passphrase-file reads it), or $QUIRE_PASSPHRASE when path is NULL. Warns when the
+ * file is readable by group or others. Returns a malloc'd string or NULL with a message
+ * already printed. */
+char *read_passphrase(const char *path, size_t *len);
+
+#endif
