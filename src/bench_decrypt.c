@@ -1,6 +1,245 @@
-/* stub: replaced by the decryptor work */
+/* quire bench decrypt: in-memory throughput of the streaming decryptor against the serial
+ * EVP CFB path it replaces. Builds its own message (SKESK + SEIPD with MDC, the shape
+ * `gpg --symmetric` writes for an already-compressed file), so it needs no gpg. */
+#include "quire/pgp.h"
+#include "quire/util.h"
+
+#include "pgp_int.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 int bench_decrypt(int argc, char **argv);
+
+static const char usage[] =
+    "usage: quire bench decrypt [--size BYTES] [--chunk BYTES] [--cipher ID] [--rounds N]\n"
+    "  Decrypts an in-memory message of --size (256MiB) plaintext bytes fed in --chunk\n"
+    "  (1MiB) pieces, best of --rounds (5) after a warm-up; --cipher is the OpenPGP id\n"
+    "  (9 = AES-256, 7 = AES-128, 13 = Camellia-256, ...). Prints GB/s (10^9 bytes).\n";
+
+static const char pass[] = "quire bench";
+
+struct msgbuf {
+        uint8_t *p;
+        size_t len, body_off; /* body_off: first ciphertext byte of the SEIPD */
+        const struct pgp_cipher *ci;
+        uint8_t key[PGP_MAX_KEY];
+};
+
+static size_t put_len5(uint8_t *p, uint8_t ctb, uint64_t len)
+{
+        p[0] = ctb;
+        p[1] = 0xff;
+        for (int i = 0; i < 4; i++)
+                p[2 + i] = (uint8_t)(len >> (24 - 8 * i));
+        return 6;
+}
+
+static void fill(uint8_t *p, size_t n)
+{
+        uint64_t x = 0x9e3779b97f4a7c15u;
+        for (size_t i = 0; i + 8 <= n; i += 8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                memcpy(p + i, &x, 8);
+        }
+}
+
+static EVP_CIPHER *cfb_cipher(const struct pgp_cipher *ci)
+{
+        char name[32];
+        snprintf(name, sizeof name, "%.*s-CFB", (int)strlen(ci->evp) - 4, ci->evp);
+        struct pgp_cipher c = *ci;
+        c.evp = name;
+        return pgp_cipher_fetch(&c);
+}
+
+/* SKESK (iterated S2K, SHA-1, 65536 bytes) + SEIPD{prefix, literal, MDC}, encrypted with
+ * EVP's CFB, which is OpenPGP's CFB for SEIPD. */
+static int build(struct msgbuf *m, int algo, size_t size)
+{
+        m->ci = pgp_cipher_by_id(algo);
+        EVP_CIPHER *ecb = m->ci ? pgp_cipher_fetch(m->ci) : NULL;
+        if (!ecb)
+                return -1;
+        EVP_CIPHER_free(ecb);
+        unsigned bs = m->ci->blklen;
+        size_t lit = 6 + size, plain = bs + 2 + 6 + lit + 22;
+        m->p = malloc(16 + 7 + plain);
+        if (!m->p)
+                return -1;
+        uint8_t *p = m->p;
+        size_t o = 0;
+        struct pgp_s2k s = {.type = 3, .hash = 2, .salt = "saltsalt", .count = 65536};
+        uint8_t sk[] = {0x8c, 13,  4,   (uint8_t)algo, 3,   2,   's', 'a',
+                        'l',  't', 's', 'a',           'l', 't', 96};
+        memcpy(p, sk, sizeof sk);
+        o += sizeof sk;
+        o += put_len5(p + o, 0xd2, 1 + plain);
+        p[o++] = 1;
+        m->body_off = o;
+        uint8_t *pt = p + o;
+        fill(pt, bs);
+        pt[bs] = pt[bs - 2];
+        pt[bs + 1] = pt[bs - 1];
+        size_t q = bs + 2 + put_len5(pt + bs + 2, 0xcb, lit);
+        memcpy(pt + q, "b\0\0\0\0\0", 6);
+        fill(pt + q + 6, size);
+        q += lit;
+        pt[q++] = 0xd3;
+        pt[q++] = 0x14;
+        EVP_MD *sha1 = pgp_md_fetch(2), *md = pgp_md_fetch(2);
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        EVP_CIPHER *cfb = cfb_cipher(m->ci);
+        EVP_CIPHER_CTX *cc = EVP_CIPHER_CTX_new();
+        uint8_t *scratch = malloc(1 << 16), zero[16] = {0};
+        int outl, rc = -1;
+        if (sha1 && md && ctx && cfb && cc && scratch &&
+            !pgp_s2k_derive(&s, md, ctx, scratch, 1 << 16, (const uint8_t *)pass, strlen(pass),
+                            m->key, m->ci->keylen, 0) &&
+            EVP_Digest(pt, q, pt + q, NULL, sha1, NULL) &&
+            EVP_EncryptInit_ex2(cc, cfb, m->key, zero, NULL) &&
+            EVP_EncryptUpdate(cc, pt, &outl, pt, (int)(q + 20)))
+                rc = 0;
+        m->len = o + q + 20;
+        EVP_MD_free(sha1);
+        EVP_MD_free(md);
+        EVP_MD_CTX_free(ctx);
+        EVP_CIPHER_free(cfb);
+        EVP_CIPHER_CTX_free(cc);
+        free(scratch);
+        return rc;
+}
+
+static int count_sink(void *ctx, const uint8_t *buf, size_t len)
+{
+        *(uint64_t *)ctx += len;
+        return 0;
+}
+
+static double run_quire(struct pgp_dec *d, const struct msgbuf *m, size_t chunk, int *err)
+{
+        uint64_t got = 0;
+        uint64_t t0 = now_ns();
+        pgp_reset(d, pass, strlen(pass), count_sink, &got);
+        int r = 0;
+        for (size_t o = 0; o < m->len && !r; o += chunk)
+                r = pgp_feed(d, m->p + o, m->len - o < chunk ? m->len - o : chunk);
+        if (!r)
+                r = pgp_finish(d);
+        *err = r;
+        return (double)(now_ns() - t0);
+}
+
+/* What quire replaces: EVP's CFB, one block after the other, then SHA-1 over the result.
+ * mode 0: CFB + SHA-1, 1: CFB alone, 2: ECB alone, 3: SHA-1 alone. */
+static double run_evp(const struct msgbuf *m, size_t chunk, uint8_t *out, int mode)
+{
+        EVP_CIPHER *cfb = mode == 2 ? pgp_cipher_fetch(m->ci) : cfb_cipher(m->ci);
+        EVP_CIPHER_CTX *cc = EVP_CIPHER_CTX_new();
+        EVP_MD *sha1 = pgp_md_fetch(2);
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        uint8_t zero[16] = {0}, dg[20];
+        const uint8_t *c = m->p + m->body_off;
+        size_t n = m->len - m->body_off;
+        n -= mode == 2 ? n % m->ci->blklen : 0;
+        uint64_t t0 = now_ns();
+        EVP_CipherInit_ex2(cc, cfb, m->key, mode == 2 ? NULL : zero, mode == 2, NULL);
+        EVP_CIPHER_CTX_set_padding(cc, 0);
+        EVP_DigestInit_ex(md, sha1, NULL);
+        for (size_t o = 0; o < n; o += chunk) {
+                int k = (int)(n - o < chunk ? n - o : chunk), outl;
+                if (mode != 3)
+                        EVP_CipherUpdate(cc, out, &outl, c + o, k);
+                if (mode == 0 || mode == 3)
+                        EVP_DigestUpdate(md, mode == 3 ? c + o : out, (size_t)k);
+        }
+        EVP_DigestFinal_ex(md, dg, NULL);
+        double t = (double)(now_ns() - t0);
+        EVP_CIPHER_free(cfb);
+        EVP_CIPHER_CTX_free(cc);
+        EVP_MD_free(sha1);
+        EVP_MD_CTX_free(md);
+        return t;
+}
+
+struct bopts {
+        uint64_t size, chunk, rounds, cipher;
+};
+
+static int parse(int argc, char **argv, struct bopts *o)
+{
+        static const struct option lo[] = {
+            {"size", required_argument, NULL, 's'},   {"chunk", required_argument, NULL, 'c'},
+            {"cipher", required_argument, NULL, 'a'}, {"rounds", required_argument, NULL, 'r'},
+            {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        };
+        int c;
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+                uint64_t *v = c == 's'   ? &o->size
+                              : c == 'c' ? &o->chunk
+                              : c == 'a' ? &o->cipher
+                              : c == 'r' ? &o->rounds
+                                         : NULL;
+                if (!v || parse_size(optarg, v))
+                        return -1;
+        }
+        return o->size && o->size < (3ull << 30) && o->chunk && o->chunk <= (1u << 30) && o->rounds
+                   ? 0
+                   : -1;
+}
+
+static double gbps(uint64_t bytes, double ns)
+{
+        return (double)bytes / ns;
+}
+
 int bench_decrypt(int argc, char **argv)
 {
-	return 2;
+        struct bopts o = {.size = 256u << 20, .chunk = 1u << 20, .rounds = 5, .cipher = 9};
+        if (parse(argc, argv, &o)) {
+                fputs(usage, stderr);
+                return 2;
+        }
+        struct msgbuf m = {0};
+        struct pgp_dec *d = NULL, *d2 = NULL;
+        uint8_t *out = malloc(o.chunk);
+        if (!out || build(&m, (int)o.cipher, o.size) || pgp_new(&d) || pgp_new(&d2) ||
+            pgp_set_mdc_thread(d2)) {
+                fprintf(stderr, "quire: bench decrypt: cannot set up (cipher %d)\n", (int)o.cipher);
+                return 1;
+        }
+        memset(out, 0, o.chunk);
+        double best[6] = {1e300, 1e300, 1e300, 1e300, 1e300, 1e300};
+        int err = 0, err2 = 0;
+        /* Round 0 is the warm-up: it faults in every buffer, which this VM charges dearly. */
+        for (uint64_t r = 0; r <= o.rounds && !err && !err2; r++) {
+                double t[6] = {run_quire(d, &m, o.chunk, &err), run_evp(&m, o.chunk, out, 0),
+                               run_evp(&m, o.chunk, out, 1),    run_evp(&m, o.chunk, out, 2),
+                               run_evp(&m, o.chunk, out, 3),    run_quire(d2, &m, o.chunk, &err2)};
+                for (int i = 0; r && i < 6; i++)
+                        best[i] = t[i] < best[i] ? t[i] : best[i];
+        }
+        if (err || err2) {
+                fprintf(stderr, "quire: bench decrypt: %s\n", pgp_detail(err ? d : d2));
+                return 1;
+        }
+        uint64_t n = m.len - m.body_off;
+        printf("decrypt %s, %.0f MiB message, %.0f KiB chunks, best of %d:\n", m.ci->name,
+               (double)m.len / 1048576, (double)o.chunk / 1024, (int)o.rounds);
+        printf("  quire (ECB keystream + XOR + SHA-1 MDC, packets): %.2f GB/s\n", gbps(n, best[0]));
+        printf("  quire, MDC SHA-1 on a second thread (quire decrypt): %.2f GB/s\n",
+               gbps(n, best[5]));
+        printf("  EVP CFB serial + SHA-1 (the path it replaces):    %.2f GB/s\n", gbps(n, best[1]));
+        printf("  parts: EVP CFB alone %.2f, ECB alone %.2f, SHA-1 alone %.2f GB/s\n",
+               gbps(n, best[2]), gbps(n, best[3]), gbps(n, best[4]));
+        pgp_free(d);
+        pgp_free(d2);
+        free(m.p);
+        free(out);
+        return 0;
 }

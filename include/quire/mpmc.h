@@ -1,7 +1,9 @@
 /* Bounded lock-free multi-producer multi-consumer queue of fixed-size elements
- * (Vyukov's per-cell sequence numbers). Capacity is rounded up to a power of two and
- * fixed at creation; push and pop copy the element and never allocate or block.
- * Waiting is the caller's business (quire wakes workers with an eventfd). */
+ * (Vyukov's per-cell sequence numbers). Capacity is rounded up to a power of two (at
+ * least 2) and fixed at creation; push and pop copy the element and never allocate or
+ * block. Waiting is the caller's business (quire wakes workers with an eventfd).
+ * A push that returned true is seen by a later pop with everything the pusher wrote
+ * before it (release/acquire on the cell). */
 #ifndef QUIRE_MPMC_H
 #define QUIRE_MPMC_H
 
@@ -10,6 +12,7 @@
 
 struct mpmc;
 
+/* NULL with errno set: EINVAL for a zero capacity or element size, ENOMEM. */
 struct mpmc *mpmc_new(size_t capacity, size_t elem_size);
 void mpmc_free(struct mpmc *q);
 /* false when full */

@@ -15,16 +15,16 @@
 #include <stdint.h>
 
 enum {
-	PGP_EBADPASS = -1000, /* session key quick check failed: wrong passphrase */
-	PGP_EMDC,             /* modification detection code mismatch: tampered data */
-	PGP_ETRUNC,           /* input ended inside a packet */
-	PGP_ENOMDC,           /* symmetrically encrypted data without integrity (tag 9) */
-	PGP_EPUBKEY,          /* message is encrypted to a public key only */
-	PGP_ENOTPGP,          /* input is not an OpenPGP message */
-	PGP_EUNSUPPORTED,     /* algorithm or packet version quire does not implement */
-	PGP_ECORRUPT,         /* malformed packet or compressed stream */
-	PGP_ESINK,            /* the sink returned an error (its errno is in pgp_sink_errno) */
-	PGP_ENOMEM,
+        PGP_EBADPASS = -1000, /* session key quick check failed: wrong passphrase */
+        PGP_EMDC,             /* modification detection code mismatch: tampered data */
+        PGP_ETRUNC,           /* input ended inside a packet */
+        PGP_ENOMDC,           /* symmetrically encrypted data without integrity (tag 9) */
+        PGP_EPUBKEY,          /* message is encrypted to a public key only */
+        PGP_ENOTPGP,          /* input is not an OpenPGP message */
+        PGP_EUNSUPPORTED,     /* algorithm or packet version quire does not implement */
+        PGP_ECORRUPT,         /* malformed packet or compressed stream */
+        PGP_ESINK,            /* the sink returned an error (its errno is in pgp_sink_errno) */
+        PGP_ENOMEM,
 };
 
 /* Receives plaintext; returns 0, or a negative errno to stop decryption. */
@@ -38,7 +38,7 @@ void pgp_free(struct pgp_dec *d);
 /* Starts a new message. The passphrase is copied into the decryptor and wiped by the
  * next reset or free. */
 void pgp_reset(struct pgp_dec *d, const char *pass, size_t passlen, pgp_sink_fn sink,
-	       void *sink_ctx);
+               void *sink_ctx);
 
 int pgp_feed(struct pgp_dec *d, const uint8_t *buf, size_t len);
 
@@ -49,6 +49,17 @@ const char *pgp_strerror(int err);
 /* The last error with its specifics, e.g. "unsupported cipher algorithm 10 (Twofish)". */
 const char *pgp_detail(const struct pgp_dec *d);
 int pgp_sink_errno(const struct pgp_dec *d);
+
+/* Hashes the MDC (SHA-1, the slowest stage) on a helper thread the decryptor owns until
+ * pgp_free, so one stream uses two cores. For a lone stream (`quire decrypt`); the engine,
+ * which already runs a decryptor per core, leaves it off. Call once, before the first
+ * message. Returns 0 or PGP_ENOMEM. */
+int pgp_set_mdc_thread(struct pgp_dec *d);
+
+/* For the fuzzer only: caps the iterated S2K at max_bytes hashed (0 = no cap, the
+ * default). Keys derived under a cap differ from OpenPGP's, so never use it elsewhere;
+ * it survives pgp_reset. */
+void pgp_set_s2k_limit(struct pgp_dec *d, uint64_t max_bytes);
 
 /* Counters of the current message. */
 uint64_t pgp_bytes_in(const struct pgp_dec *d);

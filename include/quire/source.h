@@ -1,0 +1,16 @@
+/* Where books come from: http(s):// through the worker's libcurl multi handle, or
+ * file:// and plain path templates read through the worker's loop. Either way the bytes
+ * go to book_feed() as they arrive and the end to book_download_done(). */
+#ifndef QUIRE_SOURCE_H
+#define QUIRE_SOURCE_H
+
+struct book;
+
+int source_init(struct book *b);
+void source_destroy(struct book *b);
+/* Starts fetching b->item.barcode from the configured source. */
+void source_begin(struct book *b);
+/* Stops a fetch in progress without calling book_download_done(). */
+void source_abort(struct book *b);
+
+#endif

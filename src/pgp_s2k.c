@@ -1,0 +1,153 @@
+/* Algorithm tables, lazy provider loading and the string-to-key function (RFC 4880 3.7). */
+#include "pgp_int.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include <openssl/provider.h>
+
+static const struct pgp_cipher ciphers[] = {
+    {1, 16, 8, "IDEA", "IDEA-ECB"},
+    {2, 24, 8, "3DES", "DES-EDE3-ECB"},
+    {3, 16, 8, "CAST5", "CAST5-ECB"},
+    {4, 16, 8, "Blowfish", "BF-ECB"},
+    {7, 16, 16, "AES-128", "AES-128-ECB"},
+    {8, 24, 16, "AES-192", "AES-192-ECB"},
+    {9, 32, 16, "AES-256", "AES-256-ECB"},
+    {10, 32, 16, "Twofish", NULL},
+    {11, 16, 16, "Camellia-128", "CAMELLIA-128-ECB"},
+    {12, 24, 16, "Camellia-192", "CAMELLIA-192-ECB"},
+    {13, 32, 16, "Camellia-256", "CAMELLIA-256-ECB"},
+};
+
+const struct pgp_cipher *pgp_cipher_by_id(int id)
+{
+        for (size_t i = 0; i < sizeof ciphers / sizeof ciphers[0]; i++)
+                if (ciphers[i].id == id)
+                        return &ciphers[i];
+        return NULL;
+}
+
+const char *pgp_hash_name(int id)
+{
+        switch (id) {
+        case 1:
+                return "MD5";
+        case 2:
+                return "SHA1";
+        case 3:
+                return "RIPEMD160";
+        case 8:
+                return "SHA256";
+        case 9:
+                return "SHA384";
+        case 10:
+                return "SHA512";
+        case 11:
+                return "SHA224";
+        default:
+                return NULL;
+        }
+}
+
+static pthread_once_t legacy_once = PTHREAD_ONCE_INIT;
+static OSSL_LIB_CTX *legacy_ctx;
+
+/* Old ciphers (CAST5, Blowfish, IDEA, RIPEMD-160 on some builds) live in OpenSSL's legacy
+ * provider. It goes into a library context of its own, created only when a fetch from
+ * the default one has failed: most runs (AES, SHA) never pay for it, and the process's
+ * default context stays as OpenSSL configured it. It lives until exit. */
+static void load_legacy(void)
+{
+        legacy_ctx = OSSL_LIB_CTX_new();
+        if (legacy_ctx && (!OSSL_PROVIDER_load(legacy_ctx, "legacy") ||
+                           !OSSL_PROVIDER_load(legacy_ctx, "default"))) {
+                OSSL_LIB_CTX_free(legacy_ctx);
+                legacy_ctx = NULL;
+        }
+}
+
+EVP_CIPHER *pgp_cipher_fetch(const struct pgp_cipher *c)
+{
+        if (!c->evp)
+                return NULL;
+        EVP_CIPHER *e = EVP_CIPHER_fetch(NULL, c->evp, NULL);
+        if (!e) {
+                pthread_once(&legacy_once, load_legacy);
+                e = legacy_ctx ? EVP_CIPHER_fetch(legacy_ctx, c->evp, NULL) : NULL;
+        }
+        return e;
+}
+
+EVP_MD *pgp_md_fetch(int id)
+{
+        const char *name = pgp_hash_name(id);
+        if (!name)
+                return NULL;
+        EVP_MD *m = EVP_MD_fetch(NULL, name, NULL);
+        if (!m) {
+                pthread_once(&legacy_once, load_legacy);
+                m = legacy_ctx ? EVP_MD_fetch(legacy_ctx, name, NULL) : NULL;
+        }
+        return m;
+}
+
+/* Hashes count bytes of salt||pass repeated, in updates as large as scratch allows. */
+static int hash_repeated(EVP_MD_CTX *ctx, uint8_t *scratch, size_t scratch_len, const uint8_t *unit,
+                         size_t unit_len, uint64_t count)
+{
+        size_t copies = scratch_len / unit_len;
+        for (size_t i = 0; i < copies; i++)
+                memcpy(scratch + i * unit_len, unit, unit_len);
+        size_t full = copies * unit_len;
+        while (count >= full) {
+                if (!EVP_DigestUpdate(ctx, scratch, full))
+                        return -1;
+                count -= full;
+        }
+        return EVP_DigestUpdate(ctx, scratch, (size_t)count) ? 0 : -1;
+}
+
+int pgp_s2k_derive(const struct pgp_s2k *s, const EVP_MD *md, EVP_MD_CTX *ctx, uint8_t *scratch,
+                   size_t scratch_len, const uint8_t *pass, size_t passlen, uint8_t *key,
+                   size_t keylen, uint64_t limit)
+{
+        size_t dlen = (size_t)EVP_MD_get_size(md);
+        size_t saltlen = s->type == 0 ? 0 : 8;
+        size_t unit_len = saltlen + passlen;
+        if (2 * unit_len > scratch_len)
+                return -1;
+        /* The unit is built in the scratch tail so no copy of the passphrase outlives it. */
+        uint8_t *unit = scratch + scratch_len - unit_len;
+        memcpy(unit, s->salt, saltlen);
+        memcpy(unit + saltlen, pass, passlen);
+        uint64_t count = unit_len;
+        if (s->type == 3 && s->count > unit_len)
+                count = s->count;
+        if (limit && count > limit)
+                count = limit < unit_len ? unit_len : limit;
+        static const uint8_t zeros[PGP_MAX_KEY];
+        uint8_t out[EVP_MAX_MD_SIZE];
+        int rc = 0;
+        /* Keys longer than the digest take more hash contexts, the i-th preloaded with i
+         * zero bytes. */
+        for (size_t done = 0, i = 0; done < keylen && rc == 0; i++) {
+                if (!EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, zeros, i)) {
+                        rc = -1;
+                        break;
+                }
+                if (s->type == 3)
+                        rc = hash_repeated(ctx, scratch, scratch_len - unit_len, unit, unit_len,
+                                           count);
+                else if (!EVP_DigestUpdate(ctx, unit, unit_len))
+                        rc = -1;
+                if (rc == 0 && !EVP_DigestFinal_ex(ctx, out, NULL))
+                        rc = -1;
+                size_t take = keylen - done < dlen ? keylen - done : dlen;
+                memcpy(key + done, out, take);
+                done += take;
+        }
+        explicit_bzero(out, sizeof out);
+        explicit_bzero(scratch, scratch_len);
+        return rc;
+}

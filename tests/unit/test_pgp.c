@@ -1,0 +1,238 @@
+/* Unit tests of the decryptor through its library API, on the gpg-made messages of the
+ * fuzz seed corpus (passphrase "quire-fuzz"; most hold `seq 1 3000`). */
+#include "quire/pgp.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static const char pass[] = "quire-fuzz";
+
+struct buf {
+        uint8_t *p;
+        size_t len, cap;
+};
+
+static int collect(void *ctx, const uint8_t *p, size_t n)
+{
+        struct buf *b = ctx;
+        if (b->len + n > b->cap) {
+                b->cap = (b->len + n) * 2;
+                b->p = realloc(b->p, b->cap);
+                assert_non_null(b->p);
+        }
+        memcpy(b->p + b->len, p, n);
+        b->len += n;
+        return 0;
+}
+
+static struct buf load(const char *name)
+{
+        const char *dir = getenv("QUIRE_FIXTURES");
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/fuzz/corpus", name);
+        FILE *f = fopen(path, "rb");
+        if (!f)
+                fail_msg("cannot open %s (run from the project root or set QUIRE_FIXTURES)", path);
+        struct buf b = {0};
+        uint8_t tmp[4096];
+        size_t n;
+        while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
+                collect(&b, tmp, n);
+        fclose(f);
+        return b;
+}
+
+/* What `seq 1 3000` prints. */
+static struct buf seq_text(void)
+{
+        struct buf b = {0};
+        char line[16];
+        for (int i = 1; i <= 3000; i++)
+                collect(&b, (const uint8_t *)line, (size_t)snprintf(line, sizeof line, "%d\n", i));
+        return b;
+}
+
+/* Decrypts in chunks of `chunk` bytes; returns pgp_feed's or pgp_finish's result. */
+static int decrypt(struct pgp_dec *d, const uint8_t *in, size_t len, size_t chunk, const char *pw,
+                   struct buf *out)
+{
+        out->len = 0;
+        pgp_reset(d, pw, strlen(pw), collect, out);
+        for (size_t o = 0; o < len; o += chunk) {
+                int r = pgp_feed(d, in + o, len - o < chunk ? len - o : chunk);
+                if (r)
+                        return r;
+        }
+        return pgp_finish(d);
+}
+
+static struct pgp_dec *dec;
+
+static int setup(void **state)
+{
+        return pgp_new(&dec);
+}
+
+static int teardown(void **state)
+{
+        pgp_free(dec);
+        return 0;
+}
+
+static void expect_file(const char *name, const struct buf *want)
+{
+        struct buf in = load(name), out = {0};
+        static const size_t chunks[] = {1, 7, 65536};
+        for (size_t i = 0; i < 3; i++) {
+                int r = decrypt(dec, in.p, in.len, chunks[i], pass, &out);
+                if (r)
+                        fail_msg("%s, %zu-byte chunks: %s", name, chunks[i], pgp_detail(dec));
+                assert_int_equal(out.len, want->len);
+                assert_memory_equal(out.p, want->p, want->len);
+                assert_int_equal(pgp_bytes_out(dec), want->len);
+                assert_int_equal(pgp_bytes_in(dec), in.len);
+        }
+        free(in.p);
+        free(out.p);
+}
+
+static void test_gpg_messages(void **state)
+{
+        struct buf seq = seq_text(), hello = {(uint8_t *)"hello\n", 6, 6}, empty = {0};
+        static const char *const seqs[] = {
+            "seq-plain.gpg",       "seq-pipe-zlib.gpg",
+            "seq-zip.gpg",         "seq-pipe-bzip2-cast5.gpg",
+            "seq-s2k1-aes128.gpg", "seq-s2k0-camellia.gpg",
+        };
+        for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++)
+                expect_file(seqs[i], &seq);
+        expect_file("hello-pkesk-skesk.gpg", &hello);
+        expect_file("empty.gpg", &empty);
+        free(seq.p);
+}
+
+static int decrypt_file(const char *name, const char *pw, size_t chunk)
+{
+        struct buf in = load(name), out = {0};
+        int r = decrypt(dec, in.p, in.len, chunk, pw, &out);
+        free(in.p);
+        free(out.p);
+        return r;
+}
+
+static void test_refusals(void **state)
+{
+        assert_int_equal(decrypt_file("seq-plain.gpg", "quire-fuzz!", 65536), PGP_EBADPASS);
+        assert_int_equal(decrypt_file("seq-nomdc.gpg", pass, 65536), PGP_ENOMDC);
+        assert_int_equal(decrypt_file("hello-pkesk-only.gpg", pass, 65536), PGP_EPUBKEY);
+        assert_int_equal(decrypt_file("seq-twofish.gpg", pass, 7), PGP_EUNSUPPORTED);
+        assert_non_null(strstr(pgp_detail(dec), "Twofish"));
+        struct buf out = {0};
+        assert_int_equal(decrypt(dec, (const uint8_t *)"hello world\n", 12, 5, pass, &out),
+                         PGP_ENOTPGP);
+        assert_int_equal(decrypt(dec, NULL, 0, 1, pass, &out), PGP_ENOTPGP);
+        free(out.p);
+}
+
+/* A flipped byte anywhere after the quick-check prefix must fail the MDC; the garbage it
+ * decrypts to (bad deflate, bad packets) must not be reported instead. */
+static void test_tamper(void **state)
+{
+        static const char *const names[] = {"seq-plain.gpg", "seq-zip.gpg",
+                                            "seq-pipe-bzip2-cast5.gpg"};
+        for (size_t f = 0; f < 3; f++) {
+                struct buf in = load(names[f]), out = {0};
+                size_t at[] = {in.len / 2, in.len - 30, in.len - 1, 60};
+                for (size_t i = 0; i < 4; i++) {
+                        in.p[at[i]] ^= 0x40;
+                        int r = decrypt(dec, in.p, in.len, 4096, pass, &out);
+                        if (r != PGP_EMDC)
+                                fail_msg("%s byte %zu: %d %s", names[f], at[i], r, pgp_detail(dec));
+                        in.p[at[i]] ^= 0x40;
+                }
+                free(in.p);
+                free(out.p);
+        }
+}
+
+static void test_truncation(void **state)
+{
+        struct buf in = load("seq-pipe-zlib.gpg"), out = {0};
+        for (size_t cut = 0; cut < in.len; cut += cut < 64 ? 1 : 97) {
+                int r = decrypt(dec, in.p, cut, 1000, pass, &out);
+                if (r == 0)
+                        fail_msg("prefix of %zu bytes accepted", cut);
+                if (cut > 40 && r != PGP_ETRUNC)
+                        fail_msg("prefix of %zu bytes: %s", cut, pgp_detail(dec));
+        }
+        free(in.p);
+        free(out.p);
+}
+
+/* The engine retries a download with the same decryptor: a reset mid-message must leave
+ * no trace in the next one. */
+static void test_reset_midway(void **state)
+{
+        struct buf in = load("seq-pipe-bzip2-cast5.gpg"), out = {0}, seq = seq_text();
+        pgp_reset(dec, pass, strlen(pass), collect, &out);
+        assert_int_equal(pgp_feed(dec, in.p, in.len / 2), 0);
+        assert_int_equal(decrypt(dec, in.p, in.len, 333, pass, &out), 0);
+        assert_int_equal(out.len, seq.len);
+        assert_memory_equal(out.p, seq.p, seq.len);
+        free(in.p);
+        free(out.p);
+        free(seq.p);
+}
+
+static int failing_sink(void *ctx, const uint8_t *p, size_t n)
+{
+        return -ENOSPC;
+}
+
+static void test_sink_error(void **state)
+{
+        struct buf in = load("seq-plain.gpg");
+        pgp_reset(dec, pass, strlen(pass), failing_sink, NULL);
+        assert_int_equal(pgp_feed(dec, in.p, in.len), PGP_ESINK);
+        assert_int_equal(pgp_sink_errno(dec), ENOSPC);
+        assert_int_equal(pgp_finish(dec), PGP_ESINK);
+        free(in.p);
+}
+
+static void test_strerror(void **state)
+{
+        for (int e = PGP_EBADPASS; e <= PGP_ENOMEM; e++)
+                assert_string_not_equal(pgp_strerror(e), "unknown error");
+}
+
+/* The same checks with SHA-1 on the helper thread that `quire decrypt` uses. */
+static void test_mdc_thread(void **state)
+{
+        struct pgp_dec *plain = dec;
+        assert_int_equal(pgp_new(&dec), 0);
+        assert_int_equal(pgp_set_mdc_thread(dec), 0);
+        test_gpg_messages(state);
+        test_tamper(state);
+        test_reset_midway(state);
+        test_sink_error(state);
+        pgp_free(dec);
+        dec = plain;
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_gpg_messages), cmocka_unit_test(test_refusals),
+            cmocka_unit_test(test_tamper),       cmocka_unit_test(test_truncation),
+            cmocka_unit_test(test_reset_midway), cmocka_unit_test(test_sink_error),
+            cmocka_unit_test(test_strerror),     cmocka_unit_test(test_mdc_thread),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
