@@ -33,7 +33,7 @@ $(BUILD)/quire: $(BUILD)/obj/main.o $(BUILD)/libquire.a
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libquire.a
 	@mkdir -p $(dir $@)
-	$(CC) $(QCFLAGS) -Itests -o $@ $^ -lcmocka $(LDLIBS)
+	$(CC) $(QCFLAGS) -Itests -o $@ $(filter %.c %.a,$^) -lcmocka $(LDLIBS)
 
 unit: $(UNIT_BIN)
 
@@ -60,12 +60,14 @@ fuzz: $(BUILD)/fuzz_pgp
 	$(BUILD)/fuzz_pgp -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
 		-print_final_stats=1 $(BUILD)/fuzz-corpus tests/fuzz/corpus
 
-$(BUILD)/fuzz_pgp: tests/fuzz/fuzz_pgp.c $(LIB_SRC)
+# The harness needs only the decryptor.
+FUZZ_SRC := $(wildcard src/pgp*.c) src/cfb.c src/util.c
+$(BUILD)/fuzz_pgp: tests/fuzz/fuzz_pgp.c $(FUZZ_SRC)
 	@mkdir -p $(dir $@)
 	clang -O1 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
-		-o $@ $^ $(LDLIBS)
+		-o $@ $(filter %.c,$^) $(LDLIBS)
 
-C_FILES = $(wildcard src/*.c include/quire/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c)
+C_FILES = $(wildcard src/*.c src/*.h include/quire/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c)
 format:
 	clang-format -i $(C_FILES)
 

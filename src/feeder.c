@@ -16,87 +16,87 @@
 /* Reasons are static strings so a caller may keep them without copying. */
 #define CTL(h) [0x##h] = "control byte 0x" #h
 static const char *const ctl_reason[32] = {
-	CTL(00), CTL(01), CTL(02), CTL(03), CTL(04), CTL(05), CTL(06), CTL(07),
-	CTL(08), CTL(09), CTL(0a), CTL(0b), CTL(0c), CTL(0d), CTL(0e), CTL(0f),
-	CTL(10), CTL(11), CTL(12), CTL(13), CTL(14), CTL(15), CTL(16), CTL(17),
-	CTL(18), CTL(19), CTL(1a), CTL(1b), CTL(1c), CTL(1d), CTL(1e), CTL(1f),
+    CTL(00), CTL(01), CTL(02), CTL(03), CTL(04), CTL(05), CTL(06), CTL(07),
+    CTL(08), CTL(09), CTL(0a), CTL(0b), CTL(0c), CTL(0d), CTL(0e), CTL(0f),
+    CTL(10), CTL(11), CTL(12), CTL(13), CTL(14), CTL(15), CTL(16), CTL(17),
+    CTL(18), CTL(19), CTL(1a), CTL(1b), CTL(1c), CTL(1d), CTL(1e), CTL(1f),
 };
 #undef CTL
 
 #define PUNCT(c, s) [c] = "contains '" s "'"
 static const char *const punct_reason[128] = {
-	PUNCT(' ', " "),  PUNCT('!', "!"), PUNCT('"', "\""), PUNCT('#', "#"), PUNCT('$', "$"),
-	PUNCT('%', "%"),  PUNCT('&', "&"), PUNCT('\'', "'"), PUNCT('(', "("), PUNCT(')', ")"),
-	PUNCT('*', "*"),  PUNCT('+', "+"), PUNCT(',', ","),  PUNCT('/', "/"), PUNCT(':', ":"),
-	PUNCT(';', ";"),  PUNCT('<', "<"), PUNCT('=', "="),  PUNCT('>', ">"), PUNCT('?', "?"),
-	PUNCT('@', "@"),  PUNCT('[', "["), PUNCT('\\', "\\"), PUNCT(']', "]"), PUNCT('^', "^"),
-	PUNCT('`', "`"),  PUNCT('{', "{"), PUNCT('|', "|"),  PUNCT('}', "}"), PUNCT('~', "~"),
+    PUNCT(' ', " "), PUNCT('!', "!"), PUNCT('"', "\""),  PUNCT('#', "#"), PUNCT('$', "$"),
+    PUNCT('%', "%"), PUNCT('&', "&"), PUNCT('\'', "'"),  PUNCT('(', "("), PUNCT(')', ")"),
+    PUNCT('*', "*"), PUNCT('+', "+"), PUNCT(',', ","),   PUNCT('/', "/"), PUNCT(':', ":"),
+    PUNCT(';', ";"), PUNCT('<', "<"), PUNCT('=', "="),   PUNCT('>', ">"), PUNCT('?', "?"),
+    PUNCT('@', "@"), PUNCT('[', "["), PUNCT('\\', "\\"), PUNCT(']', "]"), PUNCT('^', "^"),
+    PUNCT('`', "`"), PUNCT('{', "{"), PUNCT('|', "|"),   PUNCT('}', "}"), PUNCT('~', "~"),
 };
 #undef PUNCT
 
 static bool barcode_char(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '_' || c == '.';
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_' || c == '.';
 }
 
 /* Length of the well-formed UTF-8 sequence at s (lead byte >= 0x80), 0 if malformed:
  * overlong forms, surrogates and code points past U+10FFFF count as malformed. */
 static size_t utf8_len(const unsigned char *s, size_t n)
 {
-	unsigned char c = s[0];
-	size_t len;
-	unsigned char lo = 0x80, hi = 0xbf;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		lo = c == 0xe0 ? 0xa0 : 0x80;
-		hi = c == 0xed ? 0x9f : 0xbf;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		lo = c == 0xf0 ? 0x90 : 0x80;
-		hi = c == 0xf4 ? 0x8f : 0xbf;
-	} else {
-		return 0;
-	}
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return len;
+        unsigned char c = s[0];
+        size_t len;
+        unsigned char lo = 0x80, hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf) {
+                len = 2;
+        } else if (c >= 0xe0 && c <= 0xef) {
+                len = 3;
+                lo = c == 0xe0 ? 0xa0 : 0x80;
+                hi = c == 0xed ? 0x9f : 0xbf;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+                len = 4;
+                lo = c == 0xf0 ? 0x90 : 0x80;
+                hi = c == 0xf4 ? 0x8f : 0xbf;
+        } else {
+                return 0;
+        }
+        if (n < len || s[1] < lo || s[1] > hi)
+                return 0;
+        for (size_t i = 2; i < len; i++)
+                if (s[i] < 0x80 || s[i] > 0xbf)
+                        return 0;
+        return len;
 }
 
 static const char *byte_reason(const unsigned char *s, size_t n)
 {
-	unsigned char c = s[0];
-	if (c < 0x20)
-		return ctl_reason[c];
-	if (c == 0x7f)
-		return "control byte 0x7f";
-	if (c >= 0x80)
-		return utf8_len(s, n) ? "non-ASCII character" : "invalid UTF-8";
-	return punct_reason[c] ? punct_reason[c] : "contains a character not allowed";
+        unsigned char c = s[0];
+        if (c < 0x20)
+                return ctl_reason[c];
+        if (c == 0x7f)
+                return "control byte 0x7f";
+        if (c >= 0x80)
+                return utf8_len(s, n) ? "non-ASCII character" : "invalid UTF-8";
+        return punct_reason[c] ? punct_reason[c] : "contains a character not allowed";
 }
 
 const char *barcode_invalid(const char *s, size_t n)
 {
-	const unsigned char *u = (const unsigned char *)s;
-	if (n == 0)
-		return "empty";
-	/* What is wrong with the content says more than its length: a path in a 200-byte
-	 * line is reported as a path. */
-	for (size_t i = 0; i < n; i++)
-		if (!barcode_char(u[i]))
-			return byte_reason(u + i, n - i);
-	if (u[0] == '.')
-		return "starts with '.'";
-	if (memmem(s, n, "..", 2))
-		return "contains '..'";
-	if (n > BARCODE_MAX)
-		return "longer than 64 bytes";
-	return NULL;
+        const unsigned char *u = (const unsigned char *)s;
+        if (n == 0)
+                return "empty";
+        /* What is wrong with the content says more than its length: a path in a 200-byte
+         * line is reported as a path. */
+        for (size_t i = 0; i < n; i++)
+                if (!barcode_char(u[i]))
+                        return byte_reason(u + i, n - i);
+        if (u[0] == '.')
+                return "starts with '.'";
+        if (memmem(s, n, "..", 2))
+                return "contains '..'";
+        if (n > BARCODE_MAX)
+                return "longer than 64 bytes";
+        return NULL;
 }
 
 /* What a line too long for the buffer turns out to be, decided on its first non-blank
@@ -104,193 +104,192 @@ const char *barcode_invalid(const char *s, size_t n)
 enum overflow { OVF_NONE, OVF_BLANK, OVF_COMMENT, OVF_LONG };
 
 struct feeder {
-	int fd;
-	bool own_fd, eof;
-	enum overflow ovf;
-	uint64_t line; /* physical lines consumed */
-	size_t start, end;
-	char buf[FEEDER_BUF];
+        int fd;
+        bool own_fd, eof;
+        enum overflow ovf;
+        uint64_t line; /* physical lines consumed */
+        size_t start, end;
+        char buf[FEEDER_BUF];
 };
 
 int feeder_open(struct feeder **out, const char *path)
 {
-	struct feeder *f = malloc(sizeof *f);
-	if (!f)
-		return -ENOMEM;
-	memset(f, 0, offsetof(struct feeder, buf));
-	if (!strcmp(path, "-")) {
-		f->fd = STDIN_FILENO;
-	} else {
-		f->fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (f->fd < 0) {
-			int e = errno;
-			free(f);
-			return -e;
-		}
-		f->own_fd = true;
-	}
-	*out = f;
-	return 0;
+        struct feeder *f = malloc(sizeof *f);
+        if (!f)
+                return -ENOMEM;
+        memset(f, 0, offsetof(struct feeder, buf));
+        if (!strcmp(path, "-")) {
+                f->fd = STDIN_FILENO;
+        } else {
+                f->fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (f->fd < 0) {
+                        int e = errno;
+                        free(f);
+                        return -e;
+                }
+                f->own_fd = true;
+        }
+        *out = f;
+        return 0;
 }
 
 void feeder_close(struct feeder *f)
 {
-	if (!f)
-		return;
-	if (f->own_fd)
-		close(f->fd);
-	free(f);
+        if (!f)
+                return;
+        if (f->own_fd)
+                close(f->fd);
+        free(f);
 }
 
 int feeder_fd(const struct feeder *f)
 {
-	return f->fd;
+        return f->fd;
 }
 
 static bool blank(char c)
 {
-	return c == ' ' || c == '\t';
+        return c == ' ' || c == '\t';
 }
 
 /* Classifies one whole line (without its newline); FEED_EOF means it holds nothing (blank
  * or comment) and the caller reads on. */
-static enum feeder_result take_line(char *s, size_t n, char out[BARCODE_MAX + 1],
-				    const char **why)
+static enum feeder_result take_line(char *s, size_t n, char out[BARCODE_MAX + 1], const char **why)
 {
-	while (n && (blank(s[n - 1]) || s[n - 1] == '\r'))
-		n--;
-	while (n && blank(*s)) {
-		s++;
-		n--;
-	}
-	if (n == 0 || *s == '#')
-		return FEED_EOF;
-	*why = barcode_invalid(s, n);
-	if (*why)
-		return FEED_INVALID;
-	memcpy(out, s, n);
-	out[n] = 0;
-	return FEED_BARCODE;
+        while (n && (blank(s[n - 1]) || s[n - 1] == '\r'))
+                n--;
+        while (n && blank(*s)) {
+                s++;
+                n--;
+        }
+        if (n == 0 || *s == '#')
+                return FEED_EOF;
+        *why = barcode_invalid(s, n);
+        if (*why)
+                return FEED_INVALID;
+        memcpy(out, s, n);
+        out[n] = 0;
+        return FEED_BARCODE;
 }
 
 static enum overflow overflow_scan(enum overflow o, const char *s, size_t n)
 {
-	for (size_t i = 0; o == OVF_BLANK && i < n; i++)
-		if (!blank(s[i]) && s[i] != '\r')
-			o = s[i] == '#' ? OVF_COMMENT : OVF_LONG;
-	return o;
+        for (size_t i = 0; o == OVF_BLANK && i < n; i++)
+                if (!blank(s[i]) && s[i] != '\r')
+                        o = s[i] == '#' ? OVF_COMMENT : OVF_LONG;
+        return o;
 }
 
 /* Drops buffered bytes of an overlong line; true when its end (newline or EOF) was seen,
  * with the line counted and *res set. */
 static bool overflow_drain(struct feeder *f, enum feeder_result *res, const char **why)
 {
-	char *p = f->buf + f->start;
-	size_t avail = f->end - f->start;
-	char *nl = memchr(p, '\n', avail);
-	size_t upto = nl ? (size_t)(nl - p) : avail;
-	f->ovf = overflow_scan(f->ovf, p, upto);
-	f->start += nl ? upto + 1 : upto;
-	if (!nl && !f->eof)
-		return false;
-	f->line++;
-	*res = f->ovf == OVF_LONG ? FEED_INVALID : FEED_EOF;
-	*why = "longer than 64 bytes";
-	f->ovf = OVF_NONE;
-	return true;
+        char *p = f->buf + f->start;
+        size_t avail = f->end - f->start;
+        char *nl = memchr(p, '\n', avail);
+        size_t upto = nl ? (size_t)(nl - p) : avail;
+        f->ovf = overflow_scan(f->ovf, p, upto);
+        f->start += nl ? upto + 1 : upto;
+        if (!nl && !f->eof)
+                return false;
+        f->line++;
+        *res = f->ovf == OVF_LONG ? FEED_INVALID : FEED_EOF;
+        *why = "longer than 64 bytes";
+        f->ovf = OVF_NONE;
+        return true;
 }
 
 /* Makes room and reads more; 0, 1 at end of input, -1 with errno on error. */
 static int fill(struct feeder *f)
 {
-	if (f->start) {
-		memmove(f->buf, f->buf + f->start, f->end - f->start);
-		f->end -= f->start;
-		f->start = 0;
-	}
-	if (f->end == sizeof f->buf && f->ovf == OVF_NONE)
-		f->ovf = OVF_BLANK; /* the line does not fit: stream the rest past */
-	if (f->ovf != OVF_NONE)
-		return 0;
-	for (;;) {
-		ssize_t r = read(f->fd, f->buf + f->end, sizeof f->buf - f->end);
-		if (r > 0) {
-			f->end += (size_t)r;
-			return 0;
-		}
-		if (r == 0) {
-			f->eof = true;
-			return 1;
-		}
-		if (errno != EINTR)
-			return -1;
-	}
+        if (f->start) {
+                memmove(f->buf, f->buf + f->start, f->end - f->start);
+                f->end -= f->start;
+                f->start = 0;
+        }
+        if (f->end == sizeof f->buf && f->ovf == OVF_NONE)
+                f->ovf = OVF_BLANK; /* the line does not fit: stream the rest past */
+        if (f->ovf != OVF_NONE)
+                return 0;
+        for (;;) {
+                ssize_t r = read(f->fd, f->buf + f->end, sizeof f->buf - f->end);
+                if (r > 0) {
+                        f->end += (size_t)r;
+                        return 0;
+                }
+                if (r == 0) {
+                        f->eof = true;
+                        return 1;
+                }
+                if (errno != EINTR)
+                        return -1;
+        }
 }
 
 enum feeder_result feeder_next(struct feeder *f, char out[BARCODE_MAX + 1], uint64_t *line,
-			       const char **why)
+                               const char **why)
 {
-	for (;;) {
-		enum feeder_result res;
-		if (f->ovf != OVF_NONE) {
-			if (f->start == f->end && !f->eof) {
-				f->start = f->end = 0;
-				ssize_t r;
-				do
-					r = read(f->fd, f->buf, sizeof f->buf);
-				while (r < 0 && errno == EINTR);
-				if (r < 0)
-					return FEED_ERROR;
-				f->end = (size_t)r;
-				f->eof = r == 0;
-			}
-			if (overflow_drain(f, &res, why) && res != FEED_EOF) {
-				*line = f->line;
-				return res;
-			}
-			continue;
-		}
-		char *p = f->buf + f->start;
-		size_t avail = f->end - f->start;
-		char *nl = memchr(p, '\n', avail);
-		if (nl || (f->eof && avail)) {
-			size_t len = nl ? (size_t)(nl - p) : avail;
-			f->start += nl ? len + 1 : len;
-			f->line++;
-			res = take_line(p, len, out, why);
-			if (res != FEED_EOF) {
-				*line = f->line;
-				return res;
-			}
-			continue;
-		}
-		if (f->eof)
-			return FEED_EOF;
-		if (fill(f) < 0)
-			return FEED_ERROR;
-	}
+        for (;;) {
+                enum feeder_result res;
+                if (f->ovf != OVF_NONE) {
+                        if (f->start == f->end && !f->eof) {
+                                f->start = f->end = 0;
+                                ssize_t r;
+                                do
+                                        r = read(f->fd, f->buf, sizeof f->buf);
+                                while (r < 0 && errno == EINTR);
+                                if (r < 0)
+                                        return FEED_ERROR;
+                                f->end = (size_t)r;
+                                f->eof = r == 0;
+                        }
+                        if (overflow_drain(f, &res, why) && res != FEED_EOF) {
+                                *line = f->line;
+                                return res;
+                        }
+                        continue;
+                }
+                char *p = f->buf + f->start;
+                size_t avail = f->end - f->start;
+                char *nl = memchr(p, '\n', avail);
+                if (nl || (f->eof && avail)) {
+                        size_t len = nl ? (size_t)(nl - p) : avail;
+                        f->start += nl ? len + 1 : len;
+                        f->line++;
+                        res = take_line(p, len, out, why);
+                        if (res != FEED_EOF) {
+                                *line = f->line;
+                                return res;
+                        }
+                        continue;
+                }
+                if (f->eof)
+                        return FEED_EOF;
+                if (fill(f) < 0)
+                        return FEED_ERROR;
+        }
 }
 
 int64_t feeder_count(const char *path)
 {
-	if (!strcmp(path, "-"))
-		return -1;
-	struct feeder *f;
-	if (feeder_open(&f, path) < 0)
-		return -1;
-	struct stat st;
-	int64_t n = -1;
-	if (fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode)) {
-		char bc[BARCODE_MAX + 1];
-		uint64_t line;
-		const char *why;
-		enum feeder_result r;
-		n = 0;
-		while ((r = feeder_next(f, bc, &line, &why)) > 0)
-			n++;
-		if (r == FEED_ERROR)
-			n = -1;
-	}
-	feeder_close(f);
-	return n;
+        if (!strcmp(path, "-"))
+                return -1;
+        struct feeder *f;
+        if (feeder_open(&f, path) < 0)
+                return -1;
+        struct stat st;
+        int64_t n = -1;
+        if (fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode)) {
+                char bc[BARCODE_MAX + 1];
+                uint64_t line;
+                const char *why;
+                enum feeder_result r;
+                n = 0;
+                while ((r = feeder_next(f, bc, &line, &why)) > 0)
+                        n++;
+                if (r == FEED_ERROR)
+                        n = -1;
+        }
+        feeder_close(f);
+        return n;
 }

@@ -605,13 +605,9 @@ static void on_part_done(struct xfer *x, CURLcode rc)
         q->active = false;
         snprintf(op, sizeof op, "UploadPart %u", q->part);
         if (req_verdict(q, rc, op, sb->key, detail, sizeof detail, &transient) < 0) {
+                /* The parts in flight are let finish (no new one starts): S3 may keep a
+                 * part whose upload was still running when the abort arrived. */
                 sb_fail(sb, transient, detail);
-                /* No point finishing the other parts: the upload is going to be aborted. */
-                for (unsigned i = 0; i < S3_PARALLEL; i++)
-                        if (sb->parts[i].active) {
-                                worker_remove_xfer(sb->b->w, &sb->parts[i].x);
-                                sb->parts[i].active = false;
-                        }
         } else if (!q->etag[0]) {
                 snprintf(detail, sizeof detail, "s3 %s %.200s: no ETag in the answer", op, sb->key);
                 sb_fail(sb, false, detail);

@@ -13,131 +13,131 @@
 
 void qlog(const char *fmt, ...)
 {
-	char line[1024];
-	int n = snprintf(line, sizeof line, "quire: ");
-	va_list ap;
-	va_start(ap, fmt);
-	int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-	va_end(ap);
-	size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-	if (len > sizeof line - 2)
-		len = sizeof line - 2;
-	line[len++] = '\n';
-	/* A single write keeps lines from different threads whole. */
-	ssize_t w = write(STDERR_FILENO, line, len);
-	(void)w;
+        char line[1024];
+        int n = snprintf(line, sizeof line, "quire: ");
+        va_list ap;
+        va_start(ap, fmt);
+        int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+        va_end(ap);
+        size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+        if (len > sizeof line - 2)
+                len = sizeof line - 2;
+        line[len++] = '\n';
+        /* A single write keeps lines from different threads whole. */
+        ssize_t w = write(STDERR_FILENO, line, len);
+        (void)w;
 }
 
 uint64_t now_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 int parse_size(const char *s, uint64_t *out)
 {
-	char *end;
-	errno = 0;
-	if (!isdigit((unsigned char)*s))
-		return -EINVAL;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	unsigned shift = 0;
-	switch (toupper((unsigned char)*end)) {
-	case 0:
-		break;
-	case 'K':
-		shift = 10;
-		break;
-	case 'M':
-		shift = 20;
-		break;
-	case 'G':
-		shift = 30;
-		break;
-	case 'T':
-		shift = 40;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end) {
-		end++;
-		if (*end == 'i' || *end == 'I')
-			end++;
-		if (*end == 'B' || *end == 'b')
-			end++;
-		if (*end)
-			return -EINVAL;
-	}
-	if (shift && v > (~0ull >> shift))
-		return -EINVAL;
-	*out = v << shift;
-	return 0;
+        char *end;
+        errno = 0;
+        if (!isdigit((unsigned char)*s))
+                return -EINVAL;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno)
+                return -EINVAL;
+        unsigned shift = 0;
+        switch (toupper((unsigned char)*end)) {
+        case 0:
+                break;
+        case 'K':
+                shift = 10;
+                break;
+        case 'M':
+                shift = 20;
+                break;
+        case 'G':
+                shift = 30;
+                break;
+        case 'T':
+                shift = 40;
+                break;
+        default:
+                return -EINVAL;
+        }
+        if (*end) {
+                end++;
+                if (*end == 'i' || *end == 'I')
+                        end++;
+                if (*end == 'B' || *end == 'b')
+                        end++;
+                if (*end)
+                        return -EINVAL;
+        }
+        if (shift && v > (~0ull >> shift))
+                return -EINVAL;
+        *out = v << shift;
+        return 0;
 }
 
 void hex_encode(const uint8_t *in, size_t len, char *out)
 {
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * len] = 0;
+        static const char digits[] = "0123456789abcdef";
+        for (size_t i = 0; i < len; i++) {
+                out[2 * i] = digits[in[i] >> 4];
+                out[2 * i + 1] = digits[in[i] & 15];
+        }
+        out[2 * len] = 0;
 }
 
 void utc_iso8601(char out[21])
 {
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 char *read_passphrase(const char *path, size_t *len)
 {
-	if (!path) {
-		const char *env = getenv("QUIRE_PASSPHRASE");
-		if (!env) {
-			qlog("no passphrase: give --passphrase-file FILE or set QUIRE_PASSPHRASE");
-			return NULL;
-		}
-		*len = strlen(env);
-		return strdup(env);
-	}
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		qlog("passphrase file %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	struct stat st;
-	if (fstat(fd, &st) == 0 && (st.st_mode & 077))
-		qlog("warning: passphrase file %s can be read by others (mode %03o); chmod 600 it",
-		     path, st.st_mode & 0777);
-	char buf[4096];
-	size_t n = 0;
-	for (;;) {
-		ssize_t r = read(fd, buf + n, sizeof buf - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-		if (memchr(buf + n - (size_t)r, '\n', (size_t)r) || n == sizeof buf)
-			break;
-	}
-	close(fd);
-	char *nl = memchr(buf, '\n', n);
-	/* Like gpg, only the newline ends the line: a CR before it is part of the passphrase. */
-	size_t l = nl ? (size_t)(nl - buf) : n;
-	char *p = malloc(l + 1);
-	if (p) {
-		memcpy(p, buf, l);
-		p[l] = 0;
-		*len = l;
-	}
-	explicit_bzero(buf, sizeof buf);
-	return p;
+        if (!path) {
+                const char *env = getenv("QUIRE_PASSPHRASE");
+                if (!env) {
+                        qlog("no passphrase: give --passphrase-file FILE or set QUIRE_PASSPHRASE");
+                        return NULL;
+                }
+                *len = strlen(env);
+                return strdup(env);
+        }
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                qlog("passphrase file %s: %s", path, strerror(errno));
+                return NULL;
+        }
+        struct stat st;
+        if (fstat(fd, &st) == 0 && (st.st_mode & 077))
+                qlog("warning: passphrase file %s can be read by others (mode %03o); chmod 600 it",
+                     path, st.st_mode & 0777);
+        char buf[4096];
+        size_t n = 0;
+        for (;;) {
+                ssize_t r = read(fd, buf + n, sizeof buf - n);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r <= 0)
+                        break;
+                n += (size_t)r;
+                if (memchr(buf + n - (size_t)r, '\n', (size_t)r) || n == sizeof buf)
+                        break;
+        }
+        close(fd);
+        char *nl = memchr(buf, '\n', n);
+        /* Like gpg, only the newline ends the line: a CR before it is part of the passphrase. */
+        size_t l = nl ? (size_t)(nl - buf) : n;
+        char *p = malloc(l + 1);
+        if (p) {
+                memcpy(p, buf, l);
+                p[l] = 0;
+                *len = l;
+        }
+        explicit_bzero(buf, sizeof buf);
+        return p;
 }

@@ -14,7 +14,7 @@ struct auth;
 /* Reads the files and, with --oauth, obtains the first access token (synchronously).
  * Returns 0, or -1 with a one-line reason in msg. */
 int auth_open(struct auth **out, const char *header_file, const char *oauth_file,
-	      const char *ca_file, char *msg, size_t msglen);
+              const char *ca_file, char *msg, size_t msglen);
 void auth_close(struct auth *a);
 
 /* A new header list for one request (the caller frees it with curl_slist_free_all once

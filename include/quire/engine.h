@@ -27,37 +27,37 @@ struct run;
 struct book;
 
 struct run_config {
-	const char *source; /* template with {barcode}: http(s)://, file://, or a path */
-	const char *dest;   /* directory, or s3://BUCKET[/PREFIX] */
-	const char *staging;
-	const char *journal_path;
-	const char *ca_file;
-	char *passphrase;
-	size_t passlen;
-	unsigned queue_size, workers, downloads, uploads, threads;
-	int cpus[CPU_SETSIZE];
-	unsigned ncpus;
-	unsigned status_every;
-	bool status_json;
-	enum loop_kind io;
-	unsigned retries;
-	unsigned stall_timeout_s;
-	unsigned max_consecutive_failures;
-	uint64_t staging_max;
-	uint64_t max_upload_rate; /* bytes/s per upload, 0 = unlimited */
-	unsigned batch;           /* benchmark-only: the old design's batches; 0 = streaming */
-	const char *barcodes_path;
-	/* GRIN and S3 */
-	const char *header_file; /* extra request headers, reread when it changes */
-	const char *oauth_file;  /* OAuth2 installed-app credentials (JSON) */
-	bool force;              /* fetch even when the destination holds the same ETag */
-	const char *s3_endpoint; /* path-style endpoint (MinIO, R2, s3rver); NULL = AWS */
-	uint64_t part_size;      /* books larger than this go by multipart upload */
+        const char *source; /* template with {barcode}: http(s)://, file://, or a path */
+        const char *dest;   /* directory, or s3://BUCKET[/PREFIX] */
+        const char *staging;
+        const char *journal_path;
+        const char *ca_file;
+        char *passphrase;
+        size_t passlen;
+        unsigned queue_size, workers, downloads, uploads, threads;
+        int cpus[CPU_SETSIZE];
+        unsigned ncpus;
+        unsigned status_every;
+        bool status_json;
+        enum loop_kind io;
+        unsigned retries;
+        unsigned stall_timeout_s;
+        unsigned max_consecutive_failures;
+        uint64_t staging_max;
+        uint64_t max_upload_rate; /* bytes/s per upload, 0 = unlimited */
+        unsigned batch;           /* benchmark-only: the old design's batches; 0 = streaming */
+        const char *barcodes_path;
+        /* GRIN and S3 */
+        const char *header_file; /* extra request headers, reread when it changes */
+        const char *oauth_file;  /* OAuth2 installed-app credentials (JSON) */
+        bool force;              /* fetch even when the destination holds the same ETag */
+        const char *s3_endpoint; /* path-style endpoint (MinIO, R2, s3rver); NULL = AWS */
+        uint64_t part_size;      /* books larger than this go by multipart upload */
 };
 
 /* A global limit shared by all workers (downloads in flight, uploads in flight). */
 struct slots {
-	atomic_int free;
+        atomic_int free;
 };
 bool slots_try_acquire(struct slots *s);
 /* Releases one slot and wakes the workers that wait for one. */
@@ -65,73 +65,73 @@ void slots_release(struct run *r, struct slots *s);
 
 /* What the queue carries: a validated barcode and the line it came from. */
 struct queue_item {
-	uint64_t line;
-	char barcode[BARCODE_MAX + 1];
+        uint64_t line;
+        char barcode[BARCODE_MAX + 1];
 };
 
 /* A libcurl transfer driven by a worker's multi handle; done() is called once when
  * libcurl reports the transfer finished (the handle is already removed from the multi). */
 struct xfer {
-	CURL *easy;
-	void (*done)(struct xfer *x, CURLcode rc);
+        CURL *easy;
+        void (*done)(struct xfer *x, CURLcode rc);
 };
 
 /* One-shot poll entry for a socket libcurl asked us to watch. */
 struct sock {
-	struct loop_op op;
-	struct worker *w;
-	curl_socket_t fd;
-	unsigned events;
-	struct sock *next_free;
+        struct loop_op op;
+        struct worker *w;
+        curl_socket_t fd;
+        unsigned events;
+        struct sock *next_free;
 };
 
 struct worker {
-	struct run *run;
-	unsigned id;
-	int cpu; /* -1: not pinned */
-	pthread_t thread;
-	int wake_fd; /* eventfd: new barcodes, a freed slot, drain or abort */
-	uint64_t wake_buf;
-	struct loop_op wake_op;
-	struct loop *loop;
-	CURLM *multi;
-	struct loop_op curl_timer;
-	struct loop_op pump_op; /* a deferred worker_pump(): never recurse from a book's end */
-	struct sock *socks, *free_socks;
-	struct book *books;
-	unsigned nbooks, busy_books;
-	atomic_bool hungry;     /* has free book slots and found the queue empty */
-	atomic_int waiting_dl;  /* books waiting for a download slot */
-	atomic_int waiting_ul;  /* books waiting for an upload slot */
-	bool stopping;
-	int exit_error;
+        struct run *run;
+        unsigned id;
+        int cpu; /* -1: not pinned */
+        pthread_t thread;
+        int wake_fd; /* eventfd: new barcodes, a freed slot, drain or abort */
+        uint64_t wake_buf;
+        struct loop_op wake_op;
+        struct loop *loop;
+        CURLM *multi;
+        struct loop_op curl_timer;
+        struct loop_op pump_op; /* a deferred worker_pump(): never recurse from a book's end */
+        struct sock *socks, *free_socks;
+        struct book *books;
+        unsigned nbooks, busy_books;
+        atomic_bool hungry;    /* has free book slots and found the queue empty */
+        atomic_int waiting_dl; /* books waiting for a download slot */
+        atomic_int waiting_ul; /* books waiting for an upload slot */
+        bool stopping;
+        int exit_error;
 };
 
 /* Destination: delivers a verified staging file, asynchronously, then calls
  * book_delivered(). Implementations: sink_dir.c, sink_s3.c. */
 struct sink {
-	const char *name;
-	/* Checks the configuration before the first book; 0 or -errno with msg set. */
-	int (*open)(struct run *r, char *msg, size_t msglen);
-	void (*deliver)(struct book *b);
-	/* Abandons an in-progress delivery (second Ctrl-C): leaves nothing partial. */
-	void (*abort)(struct book *b);
-	void (*close)(struct run *r);
-	/* Optional: looks the book up at the destination (skip-unchanged); calls
-	 * book_lookup_done() with the stored encrypted-etag, or NULL when absent. */
-	void (*lookup)(struct book *b);
+        const char *name;
+        /* Checks the configuration before the first book; 0 or -errno with msg set. */
+        int (*open)(struct run *r, char *msg, size_t msglen);
+        void (*deliver)(struct book *b);
+        /* Abandons an in-progress delivery (second Ctrl-C): leaves nothing partial. */
+        void (*abort)(struct book *b);
+        void (*close)(struct run *r);
+        /* Optional: looks the book up at the destination (skip-unchanged); calls
+         * book_lookup_done() with the stored encrypted-etag, or NULL when absent. */
+        void (*lookup)(struct book *b);
 };
 extern const struct sink sink_dir, sink_s3;
 
 enum book_state {
-	BOOK_IDLE,
-	BOOK_LOOKUP, /* asking the destination whether it holds the book already */
-	BOOK_WAIT_DOWNLOAD,
-	BOOK_DOWNLOADING,
-	BOOK_FINISHING, /* flushing staged plaintext, syncing it */
-	BOOK_WAIT_UPLOAD,
-	BOOK_UPLOADING,
-	BOOK_BACKOFF,
+        BOOK_IDLE,
+        BOOK_LOOKUP, /* asking the destination whether it holds the book already */
+        BOOK_WAIT_DOWNLOAD,
+        BOOK_DOWNLOADING,
+        BOOK_FINISHING, /* flushing staged plaintext, syncing it */
+        BOOK_WAIT_UPLOAD,
+        BOOK_UPLOADING,
+        BOOK_BACKOFF,
 };
 
 #define BOOK_WBUFS     4
@@ -139,87 +139,87 @@ enum book_state {
 #define BOOK_RBUF_SIZE (1024 * 1024)
 
 struct wbuf {
-	struct loop_op op;
-	struct book *book;
-	uint8_t *data;
-	size_t len;
-	uint64_t off;
+        struct loop_op op;
+        struct book *book;
+        uint8_t *data;
+        size_t len;
+        uint64_t off;
 };
 
 struct book {
-	struct worker *w;
-	enum book_state state;
-	struct queue_item item;
-	unsigned attempt;
-	struct pgp_dec *dec;
-	EVP_MD_CTX *sha256;
-	uint8_t sha256_raw[32];
-	char sha256_hex[65];
-	/* With a part size (S3), the SHA-256 of each part_size piece of the plaintext,
-	 * computed inline as it is staged, for the parts' x-amz-checksum-sha256. */
-	EVP_MD_CTX *part_sha256_ctx;
-	uint8_t (*part_sha256)[32];
-	unsigned nparts, parts_cap;
-	/* staging */
-	int staging_fd;
-	char staging_path[4096];
-	uint64_t staged; /* plaintext bytes handed to writes */
-	struct wbuf wbufs[BOOK_WBUFS];
-	unsigned wbuf_cur, writes_pending;
-	int write_error;
-	struct loop_op sync_op;
-	/* source */
-	struct xfer dl;
-	long http_status;
-	char etag[128];      /* the source's ETag, quotes stripped */
-	char dest_etag[128]; /* the encrypted-etag the destination stored with the book */
-	bool source_head;    /* the next request is a HEAD to compare ETags */
-	char errbuf[CURL_ERROR_SIZE];
-	struct curl_slist *req_headers; /* this request's credentials (auth.h) */
-	unsigned auth_gen;
-	unsigned retry_after_s;
-	int feed_error; /* pgp error that stopped the transfer */
-	int src_fd;
-	uint8_t *rbuf;
-	uint64_t src_off;
-	struct loop_op src_op;
-	/* retry timer */
-	struct loop_op timer;
-	uint64_t started_ns, dl_started_ns, ul_started_ns;
-	bool holds_download, holds_upload;
-	bool retry_upload; /* the backoff leads back to the upload, the staging file kept */
-	/* sink's per-book state */
-	struct xfer ul;
-	struct loop_op sink_op;
-	void *sink_data;
-	char detail[512];
+        struct worker *w;
+        enum book_state state;
+        struct queue_item item;
+        unsigned attempt;
+        struct pgp_dec *dec;
+        EVP_MD_CTX *sha256;
+        uint8_t sha256_raw[32];
+        char sha256_hex[65];
+        /* With a part size (S3), the SHA-256 of each part_size piece of the plaintext,
+         * computed inline as it is staged, for the parts' x-amz-checksum-sha256. */
+        EVP_MD_CTX *part_sha256_ctx;
+        uint8_t (*part_sha256)[32];
+        unsigned nparts, parts_cap;
+        /* staging */
+        int staging_fd;
+        char staging_path[4096];
+        uint64_t staged; /* plaintext bytes handed to writes */
+        struct wbuf wbufs[BOOK_WBUFS];
+        unsigned wbuf_cur, writes_pending;
+        int write_error;
+        struct loop_op sync_op;
+        /* source */
+        struct xfer dl;
+        long http_status;
+        char etag[128];      /* the source's ETag, quotes stripped */
+        char dest_etag[128]; /* the encrypted-etag the destination stored with the book */
+        bool source_head;    /* the next request is a HEAD to compare ETags */
+        char errbuf[CURL_ERROR_SIZE];
+        struct curl_slist *req_headers; /* this request's credentials (auth.h) */
+        unsigned auth_gen;
+        unsigned retry_after_s;
+        int feed_error; /* pgp error that stopped the transfer */
+        int src_fd;
+        uint8_t *rbuf;
+        uint64_t src_off;
+        struct loop_op src_op;
+        /* retry timer */
+        struct loop_op timer;
+        uint64_t started_ns, dl_started_ns, ul_started_ns;
+        bool holds_download, holds_upload;
+        bool retry_upload; /* the backoff leads back to the upload, the staging file kept */
+        /* sink's per-book state */
+        struct xfer ul;
+        struct loop_op sink_op;
+        void *sink_data;
+        char detail[512];
 };
 
 struct run {
-	struct run_config cfg;
-	struct auth *auth;
-	const struct sink *sink;
-	void *sink_state;
-	struct mpmc *queue;
-	struct journal *journal;
-	struct stats stats;
-	struct slots downloads, uploads;
-	atomic_bool intake_closed; /* no more barcodes will be queued */
-	atomic_bool aborting;      /* second signal: drop everything in flight */
-	atomic_uint consecutive_failures;
-	atomic_bool failure_stop; /* too many run-level failures in a row */
-	char failure_reason[256];
-	int main_wake_fd; /* eventfd: workers tell the main thread a book finished */
-	struct worker *workers;
-	unsigned nworkers;
-	atomic_uint workers_left;
-	int dest_dir_fd;
-	uint64_t start_ns;
-	/* progress.c */
-	pthread_mutex_t progress_lock;
-	struct status_window window;
-	int64_t total; /* books in the list, -1 when unknown */
-	uint64_t done;
+        struct run_config cfg;
+        struct auth *auth;
+        const struct sink *sink;
+        void *sink_state;
+        struct mpmc *queue;
+        struct journal *journal;
+        struct stats stats;
+        struct slots downloads, uploads;
+        atomic_bool intake_closed; /* no more barcodes will be queued */
+        atomic_bool aborting;      /* second signal: drop everything in flight */
+        atomic_uint consecutive_failures;
+        atomic_bool failure_stop; /* too many run-level failures in a row */
+        char failure_reason[256];
+        int main_wake_fd; /* eventfd: workers tell the main thread a book finished */
+        struct worker *workers;
+        unsigned nworkers;
+        atomic_uint workers_left;
+        int dest_dir_fd;
+        uint64_t start_ns;
+        /* progress.c */
+        pthread_mutex_t progress_lock;
+        struct status_window window;
+        int64_t total; /* books in the list, -1 when unknown */
+        uint64_t done;
 };
 
 enum outcome { OUTCOME_OK, OUTCOME_FAILED, OUTCOME_SKIPPED };
@@ -259,9 +259,9 @@ void book_lookup_done(struct book *b, int rc, const char *etag, const char *deta
 /* Sources call these: ciphertext in (returns 0 or the PGP_E* code that must stop the
  * transfer), and the end of the download. */
 struct source_result {
-	const char *error; /* NULL: the source sent the whole body */
-	bool transient;    /* worth a retry (network, 5xx, 429, stall) */
-	bool run_level;    /* points at the whole run (authentication) */
+        const char *error; /* NULL: the source sent the whole body */
+        bool transient;    /* worth a retry (network, 5xx, 429, stall) */
+        bool run_level;    /* points at the whole run (authentication) */
 };
 int book_feed(struct book *b, const uint8_t *p, size_t n);
 void book_download_done(struct book *b, const struct source_result *res);

@@ -34,7 +34,7 @@ enum feeder_result { FEED_EOF = 0, FEED_BARCODE = 1, FEED_INVALID = 2, FEED_ERRO
  * where it stopped. Blocking read otherwise: the caller polls feeder_fd() first when it
  * must not block (a partial line may still block until its newline arrives). */
 enum feeder_result feeder_next(struct feeder *f, char out[BARCODE_MAX + 1], uint64_t *line,
-			       const char **why);
+                               const char **why);
 int feeder_fd(const struct feeder *f);
 
 /* Counts the lines feeder_next would return as barcodes or invalid, by reading a regular

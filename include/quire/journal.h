@@ -20,12 +20,12 @@
 struct journal;
 
 struct journal_rec {
-	const char *barcode;    /* 1..64 bytes, no tabs or newlines (else -EINVAL) */
-	const char *outcome;    /* "ok", "failed", "skipped" */
-	uint64_t bytes;
-	const char *sha256_hex; /* NULL → "-" */
-	const char *detail;     /* NULL → "-"; tabs and newlines are replaced by spaces; the
-				   line is cut at 4 KiB */
+        const char *barcode; /* 1..64 bytes, no tabs or newlines (else -EINVAL) */
+        const char *outcome; /* "ok", "failed", "skipped" */
+        uint64_t bytes;
+        const char *sha256_hex; /* NULL → "-" */
+        const char *detail;     /* NULL → "-"; tabs and newlines are replaced by spaces; the
+                                   line is cut at 4 KiB */
 };
 
 /* Opens (creating 0644, as the umask allows), locks (flock: -EWOULDBLOCK when another

@@ -23,13 +23,13 @@ struct loop_op;
 typedef void (*loop_fn)(struct loop_op *op, int res);
 
 struct loop_op {
-	loop_fn fn;
-	uint16_t gen;     /* bumped by cancel; tags the in-flight request */
-	bool pending;     /* a request is in flight */
-	bool timer_armed; /* on the loop's timer list */
-	uint64_t deadline_ns;
-	struct loop_op *next; /* timer list / deferred completions */
-	int deferred_res;
+        loop_fn fn;
+        uint16_t gen;     /* bumped by cancel; tags the in-flight request */
+        bool pending;     /* a request is in flight */
+        bool timer_armed; /* on the loop's timer list */
+        uint64_t deadline_ns;
+        struct loop_op *next; /* timer list / deferred completions */
+        int deferred_res;
 };
 
 /* Creates a loop for the calling thread (io_uring rings are SINGLE_ISSUER). With
@@ -44,7 +44,7 @@ const char *loop_kind_name(enum loop_kind k);
 void loop_poll(struct loop *l, struct loop_op *op, int fd, unsigned events);
 void loop_read(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len, uint64_t off);
 void loop_write(struct loop *l, struct loop_op *op, int fd, const void *buf, size_t len,
-		uint64_t off);
+                uint64_t off);
 void loop_fdatasync(struct loop *l, struct loop_op *op, int fd);
 /* One-shot timer: op->fn(op, 0) after delay_ns (0 = at the next turn of the loop). */
 void loop_timer(struct loop *l, struct loop_op *op, uint64_t delay_ns);

@@ -9,33 +9,33 @@
 
 /* Written by workers with relaxed atomics; read by the main thread. */
 struct stats {
-	atomic_uint_fast64_t ok, failed, skipped; /* finished books by outcome */
-	atomic_uint_fast64_t bytes_in;            /* ciphertext received from the source */
-	atomic_uint_fast64_t bytes_out;           /* plaintext delivered */
-	atomic_int waiting;                       /* taken by a worker, waiting for a download slot */
-	atomic_int downloading;                   /* GET in flight (decrypting inline) */
-	atomic_int finishing;                     /* verified or flushing staged plaintext */
-	atomic_int uploading;                     /* delivering to the destination */
-	atomic_int retrying;                      /* waiting out a backoff before a retry */
-	/* Busy time of the download and upload slots (sum over slots, ns), and the span from
-	 * the first download start to the last download end (monotonic ns, 0 = none yet):
-	 * busy fraction = busy_download_ns / (downloads * span). */
-	atomic_uint_fast64_t busy_download_ns, busy_upload_ns;
-	atomic_uint_fast64_t first_download_ns, last_download_end_ns;
+        atomic_uint_fast64_t ok, failed, skipped; /* finished books by outcome */
+        atomic_uint_fast64_t bytes_in;            /* ciphertext received from the source */
+        atomic_uint_fast64_t bytes_out;           /* plaintext delivered */
+        atomic_int waiting;     /* taken by a worker, waiting for a download slot */
+        atomic_int downloading; /* GET in flight (decrypting inline) */
+        atomic_int finishing;   /* verified or flushing staged plaintext */
+        atomic_int uploading;   /* delivering to the destination */
+        atomic_int retrying;    /* waiting out a backoff before a retry */
+        /* Busy time of the download and upload slots (sum over slots, ns), and the span from
+         * the first download start to the last download end (monotonic ns, 0 = none yet):
+         * busy fraction = busy_download_ns / (downloads * span). */
+        atomic_uint_fast64_t busy_download_ns, busy_upload_ns;
+        atomic_uint_fast64_t first_download_ns, last_download_end_ns;
 };
 
 /* A consistent-enough copy of everything one status line shows. stats_snap fills what
  * struct stats holds and zeroes the rest (total = -1); the caller sets the limits, queued,
  * total and elapsed_s, then status_window_update sets the rates. */
 struct status_snap {
-	uint64_t ok, failed, skipped, bytes_in, bytes_out;
-	int waiting, downloading, finishing, uploading, retrying;
-	int download_limit, upload_limit;
-	uint64_t queued;  /* barcodes in the MPMC queue */
-	int64_t total;    /* books in the list, -1 when unknown (stdin) */
-	double elapsed_s; /* since the run started */
-	double busy_download_s, busy_upload_s, download_span_s;
-	double books_per_s, bytes_per_s; /* over the sliding window; bytes are bytes_in */
+        uint64_t ok, failed, skipped, bytes_in, bytes_out;
+        int waiting, downloading, finishing, uploading, retrying;
+        int download_limit, upload_limit;
+        uint64_t queued;  /* barcodes in the MPMC queue */
+        int64_t total;    /* books in the list, -1 when unknown (stdin) */
+        double elapsed_s; /* since the run started */
+        double busy_download_s, busy_upload_s, download_span_s;
+        double books_per_s, bytes_per_s; /* over the sliding window; bytes are bytes_in */
 };
 
 void stats_snap(const struct stats *s, struct status_snap *out);
@@ -46,10 +46,10 @@ void stats_snap(const struct stats *s, struct status_snap *out);
  * span_s / STATUS_WINDOW_SAMPLES, so the window spans span_s however often lines come. */
 #define STATUS_WINDOW_SAMPLES 64
 struct status_window {
-	double t[STATUS_WINDOW_SAMPLES];
-	uint64_t done[STATUS_WINDOW_SAMPLES], bytes[STATUS_WINDOW_SAMPLES];
-	unsigned head, count;
-	double span_s; /* how far back the window reaches, e.g. 60 s */
+        double t[STATUS_WINDOW_SAMPLES];
+        uint64_t done[STATUS_WINDOW_SAMPLES], bytes[STATUS_WINDOW_SAMPLES];
+        unsigned head, count;
+        double span_s; /* how far back the window reaches, e.g. 60 s */
 };
 void status_window_init(struct status_window *w, double span_s);
 /* Adds a sample and sets snap->books_per_s and snap->bytes_per_s from the window. */

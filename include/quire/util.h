@@ -5,6 +5,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The Makefile passes the git version; builds outside it (the fuzzer) get this. */
+#ifndef QUIRE_VERSION
+#define QUIRE_VERSION "unknown"
+#endif
+
 /* One line on stderr, prefixed "quire: ". Thread-safe (one write per line). */
 void qlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

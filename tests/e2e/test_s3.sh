@@ -165,6 +165,14 @@ else
 	fail "s3: aborts after failures" "$(grep -c 'op=abort' "$S3PROXY_LOG") aborts; $(cat "$T/faults.err")"
 fi
 
+# Connection resets on PUTs, before and after the proxy forwarded the body: retried (by
+# libcurl, rewinding the body, or by quire), the objects whole.
+printf '%s\n' 'S3A0004 reset-before 1 op=put' 'S3A0005 reset-after 1 op=put' >"$T/rules"
+printf 'S3A0004\nS3A0005\n' >"$T/resets.txt"
+expect_exit 0 "s3: connection resets on PUT are retried, exit 0" \
+	run_s3 resets --dest "s3://$BUCKET/resets" "$T/resets.txt"
+objects_ok "s3: after resets the objects equal gpg's decryption" resets "$T/resets.txt"
+
 # A 403 on a PUT is permanent: no retry, S3's code in the journal, exit 1.
 printf '%s\n' 'S3A0002 403 always op=put' >"$T/rules"
 printf 'S3A0002\nS3A0003\n' >"$T/two.txt"
@@ -178,6 +186,26 @@ else
 	fail "s3: 403 on PUT" "$n403 PUTs; $(cat "$T/denied.journal")"
 fi
 : >"$T/rules"
+
+# ---- a second Ctrl-C mid-multipart: the upload is aborted, no object appears ------------
+# --max-upload-rate keeps the 13 MB upload going for seconds.
+run_s3 quit --dest "s3://$BUCKET/quit" --part-size 5MiB --max-upload-rate 1MiB "$T/big.txt" &
+QPID=$!
+if wait_for_line "$S3PROXY_LOG" '^POST /quire-test/quit/S3BIG0001.tar.gz\?uploads= 200' 30; then
+	sleep 0.5 # parts under way
+	kill -INT "$QPID"
+	wait_for_line "$T/quit.err" "Ctrl-C again" 10
+	kill -INT "$QPID"
+fi
+wait "$QPID"
+rc=$?
+left=$(s3client list-multipart "$BUCKET" quit/ 2>&1)
+if [ "$rc" -eq 130 ] && [ -z "$left" ] && ! s3_head_json "$BUCKET" quit/S3BIG0001.tar.gz >/dev/null 2>&1 &&
+	[ "$(grep -c '^DELETE /quire-test/quit/S3BIG0001.tar.gz?uploadId=.* op=abort' "$S3PROXY_LOG")" -eq 1 ]; then
+	pass "s3: two SIGINTs mid-multipart: exit 130, upload aborted, no object"
+else
+	fail "s3: abort mid-multipart" "rc=$rc left=[$left]; $(tail -3 "$T/quit.err")"
+fi
 
 # ---- configuration errors: exit 2 before the first book -----------------------------------
 gets_before=$(grep -c '^GET ' "$NGINX_LOG")

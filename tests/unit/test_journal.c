@@ -21,386 +21,390 @@
 #include <unistd.h>
 
 struct fixture {
-	char dir[256];
-	char path[300];
+        char dir[256];
+        char path[300];
 };
 
 static int setup(void **state)
 {
-	struct fixture *fx = calloc(1, sizeof *fx);
-	const char *tmp = getenv("TMPDIR");
-	snprintf(fx->dir, sizeof fx->dir, "%s/quire-journal-XXXXXX", tmp ? tmp : "/tmp");
-	if (!mkdtemp(fx->dir))
-		return -1;
-	snprintf(fx->path, sizeof fx->path, "%s/quire.journal", fx->dir);
-	*state = fx;
-	return 0;
+        struct fixture *fx = calloc(1, sizeof *fx);
+        const char *tmp = getenv("TMPDIR");
+        snprintf(fx->dir, sizeof fx->dir, "%s/quire-journal-XXXXXX", tmp ? tmp : "/tmp");
+        if (!mkdtemp(fx->dir))
+                return -1;
+        snprintf(fx->path, sizeof fx->path, "%s/quire.journal", fx->dir);
+        *state = fx;
+        return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fixture *fx = *state;
-	unlink(fx->path);
-	rmdir(fx->dir);
-	free(fx);
-	return 0;
+        struct fixture *fx = *state;
+        unlink(fx->path);
+        rmdir(fx->dir);
+        free(fx);
+        return 0;
 }
 
 static char *slurp(const char *path, size_t *len)
 {
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *buf = malloc((size_t)n + 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = 0;
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        fseek(f, 0, SEEK_END);
+        long n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *buf = malloc((size_t)n + 1);
+        assert_non_null(buf);
+        assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+        buf[n] = 0;
+        fclose(f);
+        *len = (size_t)n;
+        return buf;
 }
 
 static void spit(const char *path, const char *data, size_t len)
 {
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, len, f), len);
-	fclose(f);
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(data, 1, len, f), len);
+        fclose(f);
 }
 
 static void append(struct journal *j, const char *bc, const char *outcome, const char *detail)
 {
-	struct journal_rec r = {bc, outcome, 1234, NULL, detail};
-	assert_int_equal(journal_append(j, &r), 0);
+        struct journal_rec r = {bc, outcome, 1234, NULL, detail};
+        assert_int_equal(journal_append(j, &r), 0);
 }
 
 /* Splits one line into its 6 fields; false when the shape is wrong. */
 static bool split6(char *line, char *f[6])
 {
-	for (int i = 0; i < 6; i++) {
-		f[i] = line;
-		char *tab = strchr(line, '\t');
-		if (i < 5) {
-			if (!tab)
-				return false;
-			*tab = 0;
-			line = tab + 1;
-		} else if (tab) {
-			return false;
-		}
-	}
-	return true;
+        for (int i = 0; i < 6; i++) {
+                f[i] = line;
+                char *tab = strchr(line, '\t');
+                if (i < 5) {
+                        if (!tab)
+                                return false;
+                        *tab = 0;
+                        line = tab + 1;
+                } else if (tab) {
+                        return false;
+                }
+        }
+        return true;
 }
 
 static void test_append_reopen_delivered(void **state)
 {
-	struct fixture *fx = *state;
-	struct journal *j;
-	assert_int_equal(journal_open(&j, fx->path), 0);
-	assert_int_equal(journal_delivered_count(j), 0);
-	append(j, "A1", "ok", NULL);
-	append(j, "B2", "failed", "HTTP 404");
-	append(j, "C3", "ok", "");
-	append(j, "D4", "skipped", "already delivered");
-	append(j, "A1", "failed", "rerun failed"); /* does not undo A1's delivery */
-	append(j, "C3", "ok", NULL);
-	/* an "ok" counts at once, for a barcode listed twice in one run */
-	assert_true(journal_delivered(j, "A1"));
-	assert_true(journal_delivered(j, "C3"));
-	assert_false(journal_delivered(j, "B2"));
-	assert_int_equal(journal_delivered_count(j), 2);
-	journal_sync_due(j, 0);
-	journal_close(j);
+        struct fixture *fx = *state;
+        struct journal *j;
+        assert_int_equal(journal_open(&j, fx->path), 0);
+        assert_int_equal(journal_delivered_count(j), 0);
+        append(j, "A1", "ok", NULL);
+        append(j, "B2", "failed", "HTTP 404");
+        append(j, "C3", "ok", "");
+        append(j, "D4", "skipped", "already delivered");
+        append(j, "A1", "failed", "rerun failed"); /* does not undo A1's delivery */
+        append(j, "C3", "ok", NULL);
+        /* an "ok" counts at once, for a barcode listed twice in one run */
+        assert_true(journal_delivered(j, "A1"));
+        assert_true(journal_delivered(j, "C3"));
+        assert_false(journal_delivered(j, "B2"));
+        assert_int_equal(journal_delivered_count(j), 2);
+        journal_sync_due(j, 0);
+        journal_close(j);
 
-	assert_int_equal(journal_open(&j, fx->path), 0);
-	assert_true(journal_delivered(j, "A1"));
-	assert_true(journal_delivered(j, "C3"));
-	assert_false(journal_delivered(j, "B2"));
-	assert_false(journal_delivered(j, "D4"));
-	assert_false(journal_delivered(j, "A"));
-	assert_false(journal_delivered(j, "A12"));
-	assert_int_equal(journal_delivered_count(j), 2);
-	journal_close(j);
+        assert_int_equal(journal_open(&j, fx->path), 0);
+        assert_true(journal_delivered(j, "A1"));
+        assert_true(journal_delivered(j, "C3"));
+        assert_false(journal_delivered(j, "B2"));
+        assert_false(journal_delivered(j, "D4"));
+        assert_false(journal_delivered(j, "A"));
+        assert_false(journal_delivered(j, "A12"));
+        assert_int_equal(journal_delivered_count(j), 2);
+        journal_close(j);
 
-	size_t len;
-	char *text = slurp(fx->path, &len);
-	assert_true(len > 0 && text[len - 1] == '\n');
-	int lines = 0;
-	for (char *save, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-		char *f[6];
-		assert_true(split6(l, f));
-		/* 2026-11-29T02:40:00Z */
-		assert_int_equal(strlen(f[0]), 20);
-		assert_true(f[0][4] == '-' && f[0][10] == 'T' && f[0][19] == 'Z');
-		assert_string_equal(f[3], "1234");
-		assert_string_equal(f[4], "-");
-		if (lines == 1)
-			assert_string_equal(f[5], "HTTP 404");
-		if (lines == 0 || lines == 2)
-			assert_string_equal(f[5], "-");
-		lines++;
-	}
-	assert_int_equal(lines, 6);
-	free(text);
+        size_t len;
+        char *text = slurp(fx->path, &len);
+        assert_true(len > 0 && text[len - 1] == '\n');
+        int lines = 0;
+        for (char *save, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+                char *f[6];
+                assert_true(split6(l, f));
+                /* 2026-11-29T02:40:00Z */
+                assert_int_equal(strlen(f[0]), 20);
+                assert_true(f[0][4] == '-' && f[0][10] == 'T' && f[0][19] == 'Z');
+                assert_string_equal(f[3], "1234");
+                assert_string_equal(f[4], "-");
+                if (lines == 1)
+                        assert_string_equal(f[5], "HTTP 404");
+                if (lines == 0 || lines == 2)
+                        assert_string_equal(f[5], "-");
+                lines++;
+        }
+        assert_int_equal(lines, 6);
+        free(text);
 }
 
 static void test_fields_sanitized(void **state)
 {
-	struct fixture *fx = *state;
-	struct journal *j;
-	assert_int_equal(journal_open(&j, fx->path), 0);
-	char sha[65];
-	memset(sha, 'a', 64);
-	sha[64] = 0;
-	struct journal_rec r = {"X1", "failed", 0, sha, "line one\nline\ttwo\r\n"};
-	assert_int_equal(journal_append(j, &r), 0);
-	char *big = malloc(20000);
-	assert_non_null(big);
-	memset(big, 'd', 19999);
-	big[19999] = 0;
-	r.detail = big;
-	r.barcode = "X2";
-	assert_int_equal(journal_append(j, &r), 0);
-	free(big);
-	struct journal_rec bad = {"bad\tcode", "ok", 0, NULL, NULL};
-	assert_int_equal(journal_append(j, &bad), -EINVAL);
-	bad.barcode = "";
-	assert_int_equal(journal_append(j, &bad), -EINVAL);
-	journal_close(j);
+        struct fixture *fx = *state;
+        struct journal *j;
+        assert_int_equal(journal_open(&j, fx->path), 0);
+        char sha[65];
+        memset(sha, 'a', 64);
+        sha[64] = 0;
+        struct journal_rec r = {"X1", "failed", 0, sha, "line one\nline\ttwo\r\n"};
+        assert_int_equal(journal_append(j, &r), 0);
+        char *big = malloc(20000);
+        assert_non_null(big);
+        memset(big, 'd', 19999);
+        big[19999] = 0;
+        r.detail = big;
+        r.barcode = "X2";
+        assert_int_equal(journal_append(j, &r), 0);
+        free(big);
+        struct journal_rec bad = {"bad\tcode", "ok", 0, NULL, NULL};
+        assert_int_equal(journal_append(j, &bad), -EINVAL);
+        bad.barcode = "";
+        assert_int_equal(journal_append(j, &bad), -EINVAL);
+        journal_close(j);
 
-	size_t len;
-	char *text = slurp(fx->path, &len);
-	char *nl = strchr(text, '\n');
-	assert_non_null(nl);
-	*nl = 0;
-	char *f[6];
-	assert_true(split6(text, f));
-	assert_string_equal(f[1], "X1");
-	assert_string_equal(f[4], sha);
-	assert_string_equal(f[5], "line one line two  ");
-	char *second = nl + 1;
-	nl = strchr(second, '\n');
-	assert_non_null(nl);
-	assert_true(nl - second < 4096); /* cut, but still one whole line */
-	assert_int_equal(nl + 1 - text, (long)len);
-	free(text);
+        size_t len;
+        char *text = slurp(fx->path, &len);
+        char *nl = strchr(text, '\n');
+        assert_non_null(nl);
+        *nl = 0;
+        char *f[6];
+        assert_true(split6(text, f));
+        assert_string_equal(f[1], "X1");
+        assert_string_equal(f[4], sha);
+        assert_string_equal(f[5], "line one line two  ");
+        char *second = nl + 1;
+        nl = strchr(second, '\n');
+        assert_non_null(nl);
+        assert_true(nl - second < 4096); /* cut, but still one whole line */
+        assert_int_equal(nl + 1 - text, (long)len);
+        free(text);
 }
 
 static void test_torn_last_line(void **state)
 {
-	struct fixture *fx = *state;
-	static const char torn[] = "2026-01-01T00:00:00Z\tA1\tok\t1\t-\t-\n"
-				   "2026-01-01T00:00:00Z\tB2\tok\t1\t-";
-	spit(fx->path, torn, sizeof torn - 1);
-	struct journal *j;
-	assert_int_equal(journal_open(&j, fx->path), 0);
-	assert_true(journal_delivered(j, "A1"));
-	assert_false(journal_delivered(j, "B2")); /* torn: not proof of delivery */
-	append(j, "C3", "ok", NULL);
-	journal_close(j);
+        struct fixture *fx = *state;
+        static const char torn[] = "2026-01-01T00:00:00Z\tA1\tok\t1\t-\t-\n"
+                                   "2026-01-01T00:00:00Z\tB2\tok\t1\t-";
+        spit(fx->path, torn, sizeof torn - 1);
+        struct journal *j;
+        assert_int_equal(journal_open(&j, fx->path), 0);
+        assert_true(journal_delivered(j, "A1"));
+        assert_false(journal_delivered(j, "B2")); /* torn: not proof of delivery */
+        append(j, "C3", "ok", NULL);
+        journal_close(j);
 
-	size_t len;
-	char *text = slurp(fx->path, &len);
-	/* the torn fragment is gone and C3 has a line of its own */
-	assert_null(strstr(text, "B2"));
-	char *second = strchr(text, '\n') + 1;
-	char *f[6];
-	second[strlen(second) - 1] = 0;
-	assert_true(split6(second, f));
-	assert_string_equal(f[1], "C3");
-	free(text);
+        size_t len;
+        char *text = slurp(fx->path, &len);
+        /* the torn fragment is gone and C3 has a line of its own */
+        assert_null(strstr(text, "B2"));
+        char *second = strchr(text, '\n') + 1;
+        char *f[6];
+        second[strlen(second) - 1] = 0;
+        assert_true(split6(second, f));
+        assert_string_equal(f[1], "C3");
+        free(text);
 
-	assert_int_equal(journal_open(&j, fx->path), 0);
-	assert_true(journal_delivered(j, "A1"));
-	assert_true(journal_delivered(j, "C3"));
-	assert_int_equal(journal_delivered_count(j), 2);
-	journal_close(j);
+        assert_int_equal(journal_open(&j, fx->path), 0);
+        assert_true(journal_delivered(j, "A1"));
+        assert_true(journal_delivered(j, "C3"));
+        assert_int_equal(journal_delivered_count(j), 2);
+        journal_close(j);
 }
 
 /* Lines that are not ours (too long, too few fields, an empty or huge barcode) are
  * ignored without losing the lines around them. */
 static void test_foreign_lines(void **state)
 {
-	struct fixture *fx = *state;
-	size_t big = 200000;
-	char *data = malloc(big + 4096);
-	assert_non_null(data);
-	size_t len = 0;
-	len += (size_t)sprintf(data + len, "T\tA1\tok\t1\t-\t-\n");
-	memset(data + len, 'x', big);
-	len += big;
-	len += (size_t)sprintf(data + len, "\tZ9\tok\t1\t-\t-\n"
-					   "T\tB2\tok\n"
-					   "T\t\tok\t1\t-\t-\n"
-					   "\n"
-					   "T\tC3\tok\t1\t-\tdetail\n"
-					   "T\tD4\tokay\t1\t-\t-\n");
-	spit(fx->path, data, len);
-	free(data);
-	struct journal *j;
-	assert_int_equal(journal_open(&j, fx->path), 0);
-	assert_true(journal_delivered(j, "A1"));
-	assert_true(journal_delivered(j, "C3"));
-	assert_false(journal_delivered(j, "Z9"));
-	assert_false(journal_delivered(j, "B2"));
-	assert_false(journal_delivered(j, "D4"));
-	assert_int_equal(journal_delivered_count(j), 2);
-	journal_close(j);
+        struct fixture *fx = *state;
+        size_t big = 200000;
+        char *data = malloc(big + 4096);
+        assert_non_null(data);
+        size_t len = 0;
+        len += (size_t)sprintf(data + len, "T\tA1\tok\t1\t-\t-\n");
+        memset(data + len, 'x', big);
+        len += big;
+        len += (size_t)sprintf(data + len, "\tZ9\tok\t1\t-\t-\n"
+                                           "T\tB2\tok\n"
+                                           "T\t\tok\t1\t-\t-\n"
+                                           "\n"
+                                           "T\tC3\tok\t1\t-\tdetail\n"
+                                           "T\tD4\tokay\t1\t-\t-\n");
+        spit(fx->path, data, len);
+        free(data);
+        struct journal *j;
+        assert_int_equal(journal_open(&j, fx->path), 0);
+        assert_true(journal_delivered(j, "A1"));
+        assert_true(journal_delivered(j, "C3"));
+        assert_false(journal_delivered(j, "Z9"));
+        assert_false(journal_delivered(j, "B2"));
+        assert_false(journal_delivered(j, "D4"));
+        assert_int_equal(journal_delivered_count(j), 2);
+        journal_close(j);
 }
 
 static void test_second_open_refused(void **state)
 {
-	struct fixture *fx = *state;
-	struct journal *a, *b;
-	assert_int_equal(journal_open(&a, fx->path), 0);
-	assert_int_equal(journal_open(&b, fx->path), -EWOULDBLOCK);
-	journal_close(a);
-	assert_int_equal(journal_open(&b, fx->path), 0);
-	journal_close(b);
+        struct fixture *fx = *state;
+        struct journal *a, *b;
+        assert_int_equal(journal_open(&a, fx->path), 0);
+        assert_int_equal(journal_open(&b, fx->path), -EWOULDBLOCK);
+        journal_close(a);
+        assert_int_equal(journal_open(&b, fx->path), 0);
+        journal_close(b);
 }
 
 static void test_open_errors(void **state)
 {
-	struct journal *j;
-	assert_int_equal(journal_open(&j, "/nonexistent/dir/quire.journal"), -ENOENT);
+        struct journal *j;
+        assert_int_equal(journal_open(&j, "/nonexistent/dir/quire.journal"), -ENOENT);
 }
 
-#define THREADS     8
-#define PER_THREAD  3000
+#define THREADS    8
+#define PER_THREAD 3000
 struct appender {
-	struct journal *j;
-	int id;
-	int errors;
+        struct journal *j;
+        int id;
+        int errors;
 };
 
 static void *appender(void *p)
 {
-	struct appender *a = p;
-	char bc[32], detail[600];
-	for (int i = 0; i < PER_THREAD; i++) {
-		snprintf(bc, sizeof bc, "t%d-%d", a->id, i);
-		/* lengths vary so lines straddle page and block boundaries */
-		size_t dl = (size_t)(i * 37 % 500) + 1;
-		memset(detail, 'a' + a->id, dl);
-		detail[dl] = 0;
-		struct journal_rec r = {bc, i % 3 ? "ok" : "failed", (uint64_t)i, NULL, detail};
-		if (journal_append(a->j, &r) != 0)
-			a->errors++;
-	}
-	return NULL;
+        struct appender *a = p;
+        char bc[32], detail[600];
+        for (int i = 0; i < PER_THREAD; i++) {
+                snprintf(bc, sizeof bc, "t%d-%d", a->id, i);
+                /* lengths vary so lines straddle page and block boundaries */
+                size_t dl = (size_t)(i * 37 % 500) + 1;
+                memset(detail, 'a' + a->id, dl);
+                detail[dl] = 0;
+                struct journal_rec r = {bc, i % 3 ? "ok" : "failed", (uint64_t)i, NULL, detail};
+                if (journal_append(a->j, &r) != 0)
+                        a->errors++;
+        }
+        return NULL;
 }
 
 static void test_concurrent_appends_whole_lines(void **state)
 {
-	struct fixture *fx = *state;
-	struct journal *j;
-	assert_int_equal(journal_open(&j, fx->path), 0);
-	pthread_t t[THREADS];
-	struct appender a[THREADS];
-	for (int i = 0; i < THREADS; i++) {
-		a[i] = (struct appender){j, i, 0};
-		assert_int_equal(pthread_create(&t[i], NULL, appender, &a[i]), 0);
-	}
-	/* the main thread syncs while they write, as in a run */
-	for (int k = 0; k < 100; k++)
-		journal_sync_due(j, 0);
-	for (int i = 0; i < THREADS; i++) {
-		pthread_join(t[i], NULL);
-		assert_int_equal(a[i].errors, 0);
-	}
-	journal_close(j);
+        struct fixture *fx = *state;
+        struct journal *j;
+        assert_int_equal(journal_open(&j, fx->path), 0);
+        pthread_t t[THREADS];
+        struct appender a[THREADS];
+        for (int i = 0; i < THREADS; i++) {
+                a[i] = (struct appender){j, i, 0};
+                assert_int_equal(pthread_create(&t[i], NULL, appender, &a[i]), 0);
+        }
+        /* the main thread syncs while they write, as in a run */
+        for (int k = 0; k < 100; k++)
+                journal_sync_due(j, 0);
+        for (int i = 0; i < THREADS; i++) {
+                pthread_join(t[i], NULL);
+                assert_int_equal(a[i].errors, 0);
+        }
+        journal_close(j);
 
-	size_t len;
-	char *text = slurp(fx->path, &len);
-	static unsigned char seen[THREADS][PER_THREAD];
-	memset(seen, 0, sizeof seen);
-	int lines = 0;
-	for (char *save, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-		char *f[6];
-		assert_true(split6(l, f));
-		int id, i;
-		assert_int_equal(sscanf(f[1], "t%d-%d", &id, &i), 2);
-		assert_true(id >= 0 && id < THREADS && i >= 0 && i < PER_THREAD);
-		/* the detail is the writer's letter throughout: no interleaving */
-		size_t dl = strlen(f[5]);
-		assert_int_equal(dl, (size_t)(i * 37 % 500) + 1);
-		for (size_t k = 0; k < dl; k++)
-			assert_int_equal(f[5][k], 'a' + id);
-		seen[id][i]++;
-		lines++;
-	}
-	free(text);
-	assert_int_equal(lines, THREADS * PER_THREAD);
-	for (int id = 0; id < THREADS; id++)
-		for (int i = 0; i < PER_THREAD; i++)
-			assert_int_equal(seen[id][i], 1);
+        size_t len;
+        char *text = slurp(fx->path, &len);
+        static unsigned char seen[THREADS][PER_THREAD];
+        memset(seen, 0, sizeof seen);
+        int lines = 0;
+        for (char *save, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+                char *f[6];
+                assert_true(split6(l, f));
+                int id, i;
+                assert_int_equal(sscanf(f[1], "t%d-%d", &id, &i), 2);
+                assert_true(id >= 0 && id < THREADS && i >= 0 && i < PER_THREAD);
+                /* the detail is the writer's letter throughout: no interleaving */
+                size_t dl = strlen(f[5]);
+                assert_int_equal(dl, (size_t)(i * 37 % 500) + 1);
+                for (size_t k = 0; k < dl; k++)
+                        assert_int_equal(f[5][k], 'a' + id);
+                seen[id][i]++;
+                lines++;
+        }
+        free(text);
+        assert_int_equal(lines, THREADS * PER_THREAD);
+        for (int id = 0; id < THREADS; id++)
+                for (int i = 0; i < PER_THREAD; i++)
+                        assert_int_equal(seen[id][i], 1);
 
-	assert_int_equal(journal_open(&j, fx->path), 0);
-	assert_int_equal(journal_delivered_count(j), THREADS * (PER_THREAD - PER_THREAD / 3));
-	assert_true(journal_delivered(j, "t3-1"));
-	assert_false(journal_delivered(j, "t3-3"));
-	journal_close(j);
+        assert_int_equal(journal_open(&j, fx->path), 0);
+        assert_int_equal(journal_delivered_count(j), THREADS * (PER_THREAD - PER_THREAD / 3));
+        assert_true(journal_delivered(j, "t3-1"));
+        assert_false(journal_delivered(j, "t3-3"));
+        journal_close(j);
 }
 
 static double mono_s(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 #define MILLION 1000000
 
 static void test_million_lines(void **state)
 {
-	struct fixture *fx = *state;
-	FILE *f = fopen(fx->path, "w");
-	assert_non_null(f);
-	char sha[65];
-	memset(sha, 'f', 64);
-	sha[64] = 0;
-	/* GRIN barcodes are 14 digits; a tenth of the books also have a failed line */
-	for (unsigned i = 0; i < MILLION; i++) {
-		if (i % 10 == 0)
-			fprintf(f, "2026-11-29T02:40:00Z\t3210%010u\tfailed\t0\t-\tHTTP 503\n", i);
-		fprintf(f, "2026-11-29T02:40:00Z\t3210%010u\tok\t8388608\t%s\t-\n", i, sha);
-	}
-	fclose(f);
-	struct stat st;
-	stat(fx->path, &st);
+        struct fixture *fx = *state;
+        FILE *f = fopen(fx->path, "w");
+        assert_non_null(f);
+        char sha[65];
+        memset(sha, 'f', 64);
+        sha[64] = 0;
+        /* GRIN barcodes are 14 digits; a tenth of the books also have a failed line */
+        for (unsigned i = 0; i < MILLION; i++) {
+                if (i % 10 == 0)
+                        fprintf(f, "2026-11-29T02:40:00Z\t3210%010u\tfailed\t0\t-\tHTTP 503\n", i);
+                fprintf(f, "2026-11-29T02:40:00Z\t3210%010u\tok\t8388608\t%s\t-\n", i, sha);
+        }
+        fclose(f);
+        struct stat st;
+        stat(fx->path, &st);
 
-	struct rusage ru0, ru1;
-	getrusage(RUSAGE_SELF, &ru0);
-	double t0 = mono_s();
-	struct journal *j;
-	assert_int_equal(journal_open(&j, fx->path), 0);
-	double dt = mono_s() - t0;
-	getrusage(RUSAGE_SELF, &ru1);
+        struct rusage ru0, ru1;
+        getrusage(RUSAGE_SELF, &ru0);
+        double t0 = mono_s();
+        struct journal *j;
+        assert_int_equal(journal_open(&j, fx->path), 0);
+        double dt = mono_s() - t0;
+        getrusage(RUSAGE_SELF, &ru1);
 
-	assert_int_equal(journal_delivered_count(j), MILLION);
-	assert_true(journal_delivered(j, "32100000000000"));
-	assert_true(journal_delivered(j, "32100000999999"));
-	assert_false(journal_delivered(j, "32100001000000"));
-	size_t mem = journal_mem_bytes(j);
-	/* Memory is deterministic, unlike time: the contract is well under 64 MB. */
-	assert_true(mem < 48u << 20);
-	print_message("journal: %d ok lines (%.1f MB file) loaded in %.3f s; set holds %.1f MiB; "
-		      "max RSS grew %.1f MiB\n",
-		      MILLION, (double)st.st_size / 1e6, dt, (double)mem / (1 << 20),
-		      (double)(ru1.ru_maxrss - ru0.ru_maxrss) / 1024);
-	journal_close(j);
+        assert_int_equal(journal_delivered_count(j), MILLION);
+        assert_true(journal_delivered(j, "32100000000000"));
+        assert_true(journal_delivered(j, "32100000999999"));
+        assert_false(journal_delivered(j, "32100001000000"));
+        size_t mem = journal_mem_bytes(j);
+        /* Memory is deterministic, unlike time: the contract is well under 64 MB. */
+        assert_true(mem < 48u << 20);
+        print_message("journal: %d ok lines (%.1f MB file) loaded in %.3f s; set holds %.1f MiB; "
+                      "max RSS grew %.1f MiB\n",
+                      MILLION, (double)st.st_size / 1e6, dt, (double)mem / (1 << 20),
+                      (double)(ru1.ru_maxrss - ru0.ru_maxrss) / 1024);
+        journal_close(j);
 }
 
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-	const struct CMUnitTest tests[] = {
-		T(test_append_reopen_delivered), T(test_fields_sanitized),
-		T(test_torn_last_line),          T(test_foreign_lines),
-		T(test_second_open_refused),     T(test_open_errors),
-		T(test_concurrent_appends_whole_lines), T(test_million_lines),
-	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+        const struct CMUnitTest tests[] = {
+            T(test_append_reopen_delivered),
+            T(test_fields_sanitized),
+            T(test_torn_last_line),
+            T(test_foreign_lines),
+            T(test_second_open_refused),
+            T(test_open_errors),
+            T(test_concurrent_appends_whole_lines),
+            T(test_million_lines),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,293 +16,300 @@
 
 static void test_format_duration(void **state)
 {
-	static const struct {
-		double s;
-		const char *want;
-	} cases[] = {
-		{0, "0s"},          {5, "5s"},          {59.4, "59s"},
-		{66, "1m 6s"},      {3599, "59m 59s"},  {3600, "1h 0m"},
-		{3720, "1h 2m"},    {118440, "32h 54m"}, {-3, "0s"},
-		{NAN, "0s"},        {INFINITY, "277777777h 46m"},
-	};
-	char buf[32];
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		format_duration(buf, sizeof buf, cases[i].s);
-		assert_string_equal(buf, cases[i].want);
-	}
+        static const struct {
+                double s;
+                const char *want;
+        } cases[] = {
+            {0, "0s"},
+            {5, "5s"},
+            {59.4, "59s"},
+            {66, "1m 6s"},
+            {3599, "59m 59s"},
+            {3600, "1h 0m"},
+            {3720, "1h 2m"},
+            {118440, "32h 54m"},
+            {-3, "0s"},
+            {NAN, "0s"},
+            {INFINITY, "277777777h 46m"},
+        };
+        char buf[32];
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                format_duration(buf, sizeof buf, cases[i].s);
+                assert_string_equal(buf, cases[i].want);
+        }
 }
 
 static struct status_snap example(void)
 {
-	struct status_snap s = {0};
-	s.ok = 19;
-	s.failed = 1;
-	s.total = 36048;
-	s.elapsed_s = 66;
-	s.books_per_s = 36028.0 / 118440.0; /* an ETA of exactly 32h 54m */
-	s.bytes_per_s = 12.5e6;
-	s.downloading = 1;
-	s.download_limit = 5;
-	s.upload_limit = 10;
-	s.waiting = 3;
-	s.queued = 100;
-	return s;
+        struct status_snap s = {0};
+        s.ok = 19;
+        s.failed = 1;
+        s.total = 36048;
+        s.elapsed_s = 66;
+        s.books_per_s = 36028.0 / 118440.0; /* an ETA of exactly 32h 54m */
+        s.bytes_per_s = 12.5e6;
+        s.downloading = 1;
+        s.download_limit = 5;
+        s.upload_limit = 10;
+        s.waiting = 3;
+        s.queued = 100;
+        return s;
 }
 
 static void test_text_line(void **state)
 {
-	struct status_snap s = example();
-	char buf[512];
-	size_t n = status_format_text(buf, sizeof buf, &s);
-	assert_string_equal(buf, "20/36,048 (0.1%) - 0.3 books/s - 12.5 MB/s - elapsed: 1m 6s "
-				 "(ETA: 32h 54m) [downloads: 1/5, uploads: 0/10, finishing: 0, "
-				 "waiting to download: 3, queued: 100, ok: 19, skipped: 0, "
-				 "failed: 1]");
-	assert_int_equal(n, strlen(buf));
+        struct status_snap s = example();
+        char buf[512];
+        size_t n = status_format_text(buf, sizeof buf, &s);
+        assert_string_equal(buf, "20/36,048 (0.1%) - 0.3 books/s - 12.5 MB/s - elapsed: 1m 6s "
+                                 "(ETA: 32h 54m) [downloads: 1/5, uploads: 0/10, finishing: 0, "
+                                 "waiting to download: 3, queued: 100, ok: 19, skipped: 0, "
+                                 "failed: 1]");
+        assert_int_equal(n, strlen(buf));
 }
 
 static void test_text_unknown_total_and_big_numbers(void **state)
 {
-	struct status_snap s = example();
-	s.total = -1;
-	s.ok = 1234567;
-	s.skipped = 1000;
-	s.retrying = 2;
-	char buf[512];
-	status_format_text(buf, sizeof buf, &s);
-	assert_string_equal(buf, "1,235,568 done - 0.3 books/s - 12.5 MB/s - elapsed: 1m 6s "
-				 "[downloads: 1/5, uploads: 0/10, finishing: 0, "
-				 "waiting to download: 3, queued: 100, retrying: 2, "
-				 "ok: 1234567, skipped: 1000, failed: 1]");
-	assert_null(strchr(buf, '%'));
-	assert_null(strstr(buf, "ETA"));
+        struct status_snap s = example();
+        s.total = -1;
+        s.ok = 1234567;
+        s.skipped = 1000;
+        s.retrying = 2;
+        char buf[512];
+        status_format_text(buf, sizeof buf, &s);
+        assert_string_equal(buf, "1,235,568 done - 0.3 books/s - 12.5 MB/s - elapsed: 1m 6s "
+                                 "[downloads: 1/5, uploads: 0/10, finishing: 0, "
+                                 "waiting to download: 3, queued: 100, retrying: 2, "
+                                 "ok: 1234567, skipped: 1000, failed: 1]");
+        assert_null(strchr(buf, '%'));
+        assert_null(strstr(buf, "ETA"));
 }
 
 static void test_text_eta_edges(void **state)
 {
-	struct status_snap s = example();
-	char buf[512];
-	s.books_per_s = 0;
-	status_format_text(buf, sizeof buf, &s);
-	assert_non_null(strstr(buf, "0.0 books/s"));
-	assert_non_null(strstr(buf, "(ETA: unknown)"));
-	s.books_per_s = 0.04;
-	status_format_text(buf, sizeof buf, &s);
-	assert_non_null(strstr(buf, " 0.04 books/s"));
-	/* finished: no ETA, 100% */
-	s.total = 20;
-	status_format_text(buf, sizeof buf, &s);
-	assert_true(!strncmp(buf, "20/20 (100.0%) - ", 17));
-	assert_null(strstr(buf, "ETA"));
-	/* an empty list */
-	s = (struct status_snap){.total = 0};
-	status_format_text(buf, sizeof buf, &s);
-	assert_true(!strncmp(buf, "0/0 (100.0%) - ", 15));
+        struct status_snap s = example();
+        char buf[512];
+        s.books_per_s = 0;
+        status_format_text(buf, sizeof buf, &s);
+        assert_non_null(strstr(buf, "0.0 books/s"));
+        assert_non_null(strstr(buf, "(ETA: unknown)"));
+        s.books_per_s = 0.04;
+        status_format_text(buf, sizeof buf, &s);
+        assert_non_null(strstr(buf, " 0.04 books/s"));
+        /* finished: no ETA, 100% */
+        s.total = 20;
+        status_format_text(buf, sizeof buf, &s);
+        assert_true(!strncmp(buf, "20/20 (100.0%) - ", 17));
+        assert_null(strstr(buf, "ETA"));
+        /* an empty list */
+        s = (struct status_snap){.total = 0};
+        status_format_text(buf, sizeof buf, &s);
+        assert_true(!strncmp(buf, "0/0 (100.0%) - ", 15));
 }
 
 static void test_text_truncates(void **state)
 {
-	struct status_snap s = example();
-	char full[512], small[16];
-	size_t n = status_format_text(full, sizeof full, &s);
-	memset(small, 'X', sizeof small);
-	size_t m = status_format_text(small, sizeof small, &s);
-	assert_int_equal(m, sizeof small - 1);
-	assert_int_equal(small[m], 0);
-	assert_memory_equal(small, full, m);
-	assert_true(n > m);
-	/* a zero-size buffer is left alone */
-	assert_int_equal(status_format_text(small, 0, &s), 0);
+        struct status_snap s = example();
+        char full[512], small[16];
+        size_t n = status_format_text(full, sizeof full, &s);
+        memset(small, 'X', sizeof small);
+        size_t m = status_format_text(small, sizeof small, &s);
+        assert_int_equal(m, sizeof small - 1);
+        assert_int_equal(small[m], 0);
+        assert_memory_equal(small, full, m);
+        assert_true(n > m);
+        /* a zero-size buffer is left alone */
+        assert_int_equal(status_format_text(small, 0, &s), 0);
 }
 
 /* Parses the JSON with python3 and prints selected fields in a canonical form. */
 static void python_check(const char *json, const char *expr, const char *want)
 {
-	if (system("python3 -c pass >/dev/null 2>&1") != 0)
-		skip();
-	char path[] = "/tmp/quire-status-XXXXXX";
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, json, strlen(json)), (ssize_t)strlen(json));
-	close(fd);
-	char cmd[1024];
-	snprintf(cmd, sizeof cmd,
-		 "python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); "
-		 "print(%s)' < %s 2>&1",
-		 expr, path);
-	FILE *p = popen(cmd, "r");
-	assert_non_null(p);
-	char out[1024] = "";
-	size_t n = fread(out, 1, sizeof out - 1, p);
-	out[n] = 0;
-	int rc = pclose(p);
-	unlink(path);
-	if (n && out[n - 1] == '\n')
-		out[n - 1] = 0;
-	if (rc != 0 || strcmp(out, want))
-		fail_msg("json %s\n  %s -> \"%s\" (rc %d), want \"%s\"", json, expr, out, rc, want);
+        if (system("python3 -c pass >/dev/null 2>&1") != 0)
+                skip();
+        char path[] = "/tmp/quire-status-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+        close(fd);
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd,
+                 "python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); "
+                 "print(%s)' < %s 2>&1",
+                 expr, path);
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        char out[1024] = "";
+        size_t n = fread(out, 1, sizeof out - 1, p);
+        out[n] = 0;
+        int rc = pclose(p);
+        unlink(path);
+        if (n && out[n - 1] == '\n')
+                out[n - 1] = 0;
+        if (rc != 0 || strcmp(out, want))
+                fail_msg("json %s\n  %s -> \"%s\" (rc %d), want \"%s\"", json, expr, out, rc, want);
 }
 
 static void test_json_valid(void **state)
 {
-	struct status_snap s = example();
-	s.bytes_in = 5000000000ull;
-	s.bytes_out = 123;
-	s.busy_download_s = 30;
-	s.download_span_s = 10;
-	char buf[1024];
-	size_t n = status_format_json(buf, sizeof buf, "status", &s);
-	assert_int_equal(n, strlen(buf));
-	assert_null(strchr(buf, '\n'));
-	python_check(buf,
-		     "d[\"event\"], d[\"done\"], d[\"ok\"], d[\"failed\"], d[\"skipped\"], "
-		     "d[\"total\"], d[\"elapsed_s\"], d[\"bytes_per_s\"], d[\"bytes_in\"], "
-		     "d[\"bytes_out\"]",
-		     "status 20 19 1 0 36048 66.0 12500000 5000000000 123");
-	python_check(buf, "sorted(d[\"stages\"].items())",
-		     "[('download_limit', 5), ('downloading', 1), ('finishing', 0), "
-		     "('queued', 100), ('retrying', 0), ('upload_limit', 10), ('uploading', 0), "
-		     "('waiting', 3)]");
-	/* 30 busy slot-seconds over 5 slots x 10 s */
-	python_check(buf, "d[\"busy\"][\"download_busy_fraction\"], d[\"busy\"][\"download_s\"]",
-		     "0.6 30.0");
-	python_check(buf, "round(d[\"books_per_s\"], 3)", "0.304");
+        struct status_snap s = example();
+        s.bytes_in = 5000000000ull;
+        s.bytes_out = 123;
+        s.busy_download_s = 30;
+        s.download_span_s = 10;
+        char buf[1024];
+        size_t n = status_format_json(buf, sizeof buf, "status", &s);
+        assert_int_equal(n, strlen(buf));
+        assert_null(strchr(buf, '\n'));
+        python_check(buf,
+                     "d[\"event\"], d[\"done\"], d[\"ok\"], d[\"failed\"], d[\"skipped\"], "
+                     "d[\"total\"], d[\"elapsed_s\"], d[\"bytes_per_s\"], d[\"bytes_in\"], "
+                     "d[\"bytes_out\"]",
+                     "status 20 19 1 0 36048 66.0 12500000 5000000000 123");
+        python_check(buf, "sorted(d[\"stages\"].items())",
+                     "[('download_limit', 5), ('downloading', 1), ('finishing', 0), "
+                     "('queued', 100), ('retrying', 0), ('upload_limit', 10), ('uploading', 0), "
+                     "('waiting', 3)]");
+        /* 30 busy slot-seconds over 5 slots x 10 s */
+        python_check(buf, "d[\"busy\"][\"download_busy_fraction\"], d[\"busy\"][\"download_s\"]",
+                     "0.6 30.0");
+        python_check(buf, "round(d[\"books_per_s\"], 3)", "0.304");
 }
 
 static void test_json_unknown_total_and_odd_values(void **state)
 {
-	struct status_snap s = {0};
-	s.total = -1;
-	s.books_per_s = NAN;
-	s.bytes_per_s = INFINITY;
-	s.elapsed_s = -0.0;
-	char buf[1024];
-	status_format_json(buf, sizeof buf, "sum\"mary\n", &s);
-	python_check(buf, "d[\"event\"] == \"sum\\\"mary\\n\", d[\"total\"], d[\"books_per_s\"]",
-		     "True None 0.0");
+        struct status_snap s = {0};
+        s.total = -1;
+        s.books_per_s = NAN;
+        s.bytes_per_s = INFINITY;
+        s.elapsed_s = -0.0;
+        char buf[1024];
+        status_format_json(buf, sizeof buf, "sum\"mary\n", &s);
+        python_check(buf, "d[\"event\"] == \"sum\\\"mary\\n\", d[\"total\"], d[\"books_per_s\"]",
+                     "True None 0.0");
 }
 
 static void test_stats_snap(void **state)
 {
-	struct stats st;
-	memset(&st, 0, sizeof st);
-	atomic_store(&st.ok, 7);
-	atomic_store(&st.failed, 2);
-	atomic_store(&st.skipped, 1);
-	atomic_store(&st.bytes_in, 1000);
-	atomic_store(&st.bytes_out, 900);
-	atomic_store(&st.waiting, 4);
-	atomic_store(&st.downloading, 5);
-	atomic_store(&st.finishing, 6);
-	atomic_store(&st.uploading, 3);
-	atomic_store(&st.retrying, 1);
-	atomic_store(&st.busy_download_ns, 2500000000ull);
-	atomic_store(&st.busy_upload_ns, 500000000ull);
-	struct status_snap s;
-	memset(&s, 0xff, sizeof s);
-	stats_snap(&st, &s);
-	assert_int_equal(s.ok, 7);
-	assert_int_equal(s.failed, 2);
-	assert_int_equal(s.skipped, 1);
-	assert_int_equal(s.bytes_in, 1000);
-	assert_int_equal(s.bytes_out, 900);
-	assert_int_equal(s.waiting, 4);
-	assert_int_equal(s.downloading, 5);
-	assert_int_equal(s.finishing, 6);
-	assert_int_equal(s.uploading, 3);
-	assert_int_equal(s.retrying, 1);
-	assert_true(s.busy_download_s == 2.5 && s.busy_upload_s == 0.5);
-	/* no download finished yet: no span; the caller's fields start cleared */
-	assert_true(s.download_span_s == 0);
-	assert_int_equal(s.total, -1);
-	assert_int_equal(s.queued, 0);
-	assert_int_equal(s.download_limit, 0);
-	assert_true(s.books_per_s == 0 && s.elapsed_s == 0);
+        struct stats st;
+        memset(&st, 0, sizeof st);
+        atomic_store(&st.ok, 7);
+        atomic_store(&st.failed, 2);
+        atomic_store(&st.skipped, 1);
+        atomic_store(&st.bytes_in, 1000);
+        atomic_store(&st.bytes_out, 900);
+        atomic_store(&st.waiting, 4);
+        atomic_store(&st.downloading, 5);
+        atomic_store(&st.finishing, 6);
+        atomic_store(&st.uploading, 3);
+        atomic_store(&st.retrying, 1);
+        atomic_store(&st.busy_download_ns, 2500000000ull);
+        atomic_store(&st.busy_upload_ns, 500000000ull);
+        struct status_snap s;
+        memset(&s, 0xff, sizeof s);
+        stats_snap(&st, &s);
+        assert_int_equal(s.ok, 7);
+        assert_int_equal(s.failed, 2);
+        assert_int_equal(s.skipped, 1);
+        assert_int_equal(s.bytes_in, 1000);
+        assert_int_equal(s.bytes_out, 900);
+        assert_int_equal(s.waiting, 4);
+        assert_int_equal(s.downloading, 5);
+        assert_int_equal(s.finishing, 6);
+        assert_int_equal(s.uploading, 3);
+        assert_int_equal(s.retrying, 1);
+        assert_true(s.busy_download_s == 2.5 && s.busy_upload_s == 0.5);
+        /* no download finished yet: no span; the caller's fields start cleared */
+        assert_true(s.download_span_s == 0);
+        assert_int_equal(s.total, -1);
+        assert_int_equal(s.queued, 0);
+        assert_int_equal(s.download_limit, 0);
+        assert_true(s.books_per_s == 0 && s.elapsed_s == 0);
 
-	atomic_store(&st.first_download_ns, 1000000000ull);
-	atomic_store(&st.last_download_end_ns, 4000000000ull);
-	stats_snap(&st, &s);
-	assert_true(s.download_span_s == 3.0);
+        atomic_store(&st.first_download_ns, 1000000000ull);
+        atomic_store(&st.last_download_end_ns, 4000000000ull);
+        stats_snap(&st, &s);
+        assert_true(s.download_span_s == 3.0);
 }
 
 static void sample(struct status_window *w, struct status_snap *s, double t, uint64_t done)
 {
-	memset(s, 0, sizeof *s);
-	s->elapsed_s = t;
-	s->ok = done;
-	s->bytes_in = done * 1000;
-	status_window_update(w, s);
+        memset(s, 0, sizeof *s);
+        s->elapsed_s = t;
+        s->ok = done;
+        s->bytes_in = done * 1000;
+        status_window_update(w, s);
 }
 
 static void test_window_rates(void **state)
 {
-	struct status_window w;
-	struct status_snap s;
-	status_window_init(&w, 60);
-	/* younger than the window: rate since the start */
-	sample(&w, &s, 10, 10);
-	assert_true(fabs(s.books_per_s - 1.0) < 1e-9);
-	assert_true(fabs(s.bytes_per_s - 1000.0) < 1e-6);
-	sample(&w, &s, 20, 30);
-	assert_true(fabs(s.books_per_s - 1.5) < 1e-9);
-	/* from the newest sample at least 60 s old (t=20) */
-	sample(&w, &s, 100, 130);
-	assert_true(fabs(s.books_per_s - 100.0 / 80.0) < 1e-9);
+        struct status_window w;
+        struct status_snap s;
+        status_window_init(&w, 60);
+        /* younger than the window: rate since the start */
+        sample(&w, &s, 10, 10);
+        assert_true(fabs(s.books_per_s - 1.0) < 1e-9);
+        assert_true(fabs(s.bytes_per_s - 1000.0) < 1e-6);
+        sample(&w, &s, 20, 30);
+        assert_true(fabs(s.books_per_s - 1.5) < 1e-9);
+        /* from the newest sample at least 60 s old (t=20) */
+        sample(&w, &s, 100, 130);
+        assert_true(fabs(s.books_per_s - 100.0 / 80.0) < 1e-9);
 }
 
 /* A steady rate reads the same whatever the spacing of the lines; after the books stop,
  * the rate falls to zero once the window has passed. */
 static void test_window_steady_then_stop(void **state)
 {
-	struct status_window w;
-	struct status_snap s;
-	status_window_init(&w, 60);
-	double t = 0;
-	/* spacings from 10 ms to 7 s: dense lines must not shrink the window */
-	for (int i = 0; i < 3000; i++) {
-		t += i % 2 ? 0.01 : (i % 7) + 0.5;
-		sample(&w, &s, t, (uint64_t)(t * 100));
-		/* done is truncated to whole books: one book over the window's length, which
-		 * is at least 60 s once the run is that old */
-		double tol = t < 60 ? 1 / 0.5 : 1 / 60.0 + 1e-9;
-		if (fabs(s.books_per_s - 100.0) > tol)
-			fail_msg("t=%.2f rate %.3f", t, s.books_per_s);
-	}
-	uint64_t final = (uint64_t)(t * 100);
-	double stop = t;
-	for (double u = stop + 0.5; u < stop + 59; u += 0.5) {
-		sample(&w, &s, u, final);
-		assert_true(s.books_per_s > 0);
-	}
-	sample(&w, &s, stop + 62, final);
-	assert_true(s.books_per_s == 0);
-	assert_true(s.bytes_per_s == 0);
+        struct status_window w;
+        struct status_snap s;
+        status_window_init(&w, 60);
+        double t = 0;
+        /* spacings from 10 ms to 7 s: dense lines must not shrink the window */
+        for (int i = 0; i < 3000; i++) {
+                t += i % 2 ? 0.01 : (i % 7) + 0.5;
+                sample(&w, &s, t, (uint64_t)(t * 100));
+                /* done is truncated to whole books: one book over the window's length, which
+                 * is at least 60 s once the run is that old */
+                double tol = t < 60 ? 1 / 0.5 : 1 / 60.0 + 1e-9;
+                if (fabs(s.books_per_s - 100.0) > tol)
+                        fail_msg("t=%.2f rate %.3f", t, s.books_per_s);
+        }
+        uint64_t final = (uint64_t)(t * 100);
+        double stop = t;
+        for (double u = stop + 0.5; u < stop + 59; u += 0.5) {
+                sample(&w, &s, u, final);
+                assert_true(s.books_per_s > 0);
+        }
+        sample(&w, &s, stop + 62, final);
+        assert_true(s.books_per_s == 0);
+        assert_true(s.bytes_per_s == 0);
 }
 
 static void test_window_same_instant(void **state)
 {
-	struct status_window w;
-	struct status_snap s;
-	status_window_init(&w, 60);
-	sample(&w, &s, 0, 0);
-	assert_true(s.books_per_s == 0);
-	assert_false(isnan(s.books_per_s));
+        struct status_window w;
+        struct status_snap s;
+        status_window_init(&w, 60);
+        sample(&w, &s, 0, 0);
+        assert_true(s.books_per_s == 0);
+        assert_false(isnan(s.books_per_s));
 }
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_format_duration),
-		cmocka_unit_test(test_text_line),
-		cmocka_unit_test(test_text_unknown_total_and_big_numbers),
-		cmocka_unit_test(test_text_eta_edges),
-		cmocka_unit_test(test_text_truncates),
-		cmocka_unit_test(test_json_valid),
-		cmocka_unit_test(test_json_unknown_total_and_odd_values),
-		cmocka_unit_test(test_stats_snap),
-		cmocka_unit_test(test_window_rates),
-		cmocka_unit_test(test_window_steady_then_stop),
-		cmocka_unit_test(test_window_same_instant),
-	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_format_duration),
+            cmocka_unit_test(test_text_line),
+            cmocka_unit_test(test_text_unknown_total_and_big_numbers),
+            cmocka_unit_test(test_text_eta_edges),
+            cmocka_unit_test(test_text_truncates),
+            cmocka_unit_test(test_json_valid),
+            cmocka_unit_test(test_json_unknown_total_and_odd_values),
+            cmocka_unit_test(test_stats_snap),
+            cmocka_unit_test(test_window_rates),
+            cmocka_unit_test(test_window_steady_then_stop),
+            cmocka_unit_test(test_window_same_instant),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
 }
