@@ -161,8 +161,28 @@ static int staging_open(struct book *b)
         return b->staging_fd < 0 ? -errno : 0;
 }
 
+/* The staged bytes leave the --staging-max account (delivered or dropped). */
+static void staging_uncount(struct book *b)
+{
+        if (!b->staged_counted)
+                return;
+        struct run *r = b->w->run;
+        atomic_fetch_sub(&r->staging_used, b->staged_counted);
+        b->staged_counted = 0;
+        if (r->cfg.staging_max)
+                wake_download_waiters(r);
+}
+
+/* Room for another download: below --staging-max (a lone book may always start, so an
+ * undersized limit slows the run instead of stopping it). */
+static bool staging_has_room(const struct run *r)
+{
+        return !r->cfg.staging_max || atomic_load(&r->staging_used) < r->cfg.staging_max;
+}
+
 static void staging_remove(struct book *b)
 {
+        staging_uncount(b);
         if (b->staging_fd >= 0) {
                 loop_flush(b->w->loop); /* queued writes name this fd: submit before close */
                 close(b->staging_fd);
@@ -498,7 +518,8 @@ void book_delivered(struct book *b, int rc, bool transient, const char *detail)
 void book_pump(struct book *b)
 {
         struct run *r = b->w->run;
-        if (b->state == BOOK_WAIT_DOWNLOAD && slots_try_acquire(&r->downloads)) {
+        if (b->state == BOOK_WAIT_DOWNLOAD && staging_has_room(r) &&
+            slots_try_acquire(&r->downloads)) {
                 atomic_fetch_sub(&b->w->waiting_dl, 1);
                 download_begin(b);
         } else if (b->state == BOOK_WAIT_UPLOAD && slots_try_acquire(&r->uploads)) {

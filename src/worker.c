@@ -33,18 +33,27 @@ bool slots_try_acquire(struct slots *s)
         return false;
 }
 
-void slots_release(struct run *r, struct slots *s)
+static void wake_waiters(struct run *r, bool downloads)
 {
-        atomic_fetch_add(&s->free, 1);
         /* Pairs with the waiter's increment of waiting_* before its acquire attempt: either
          * the waiter sees the slot or we see the waiter. */
         for (unsigned i = 0; i < r->nworkers; i++) {
                 struct worker *w = &r->workers[i];
-                int waiting =
-                    s == &r->downloads ? atomic_load(&w->waiting_dl) : atomic_load(&w->waiting_ul);
+                int waiting = downloads ? atomic_load(&w->waiting_dl) : atomic_load(&w->waiting_ul);
                 if (waiting > 0)
                         worker_kick(w);
         }
+}
+
+void wake_download_waiters(struct run *r)
+{
+        wake_waiters(r, true);
+}
+
+void slots_release(struct run *r, struct slots *s)
+{
+        atomic_fetch_add(&s->free, 1);
+        wake_waiters(r, s == &r->downloads);
 }
 
 /* ---- libcurl glue ------------------------------------------------------------------ */

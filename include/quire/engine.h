@@ -62,6 +62,10 @@ struct slots {
 bool slots_try_acquire(struct slots *s);
 /* Releases one slot and wakes the workers that wait for one. */
 void slots_release(struct run *r, struct slots *s);
+/* Wakes the workers with books waiting for a download slot or staging room. */
+void wake_download_waiters(struct run *r);
+/* Wakes the workers with books waiting for a download slot or staging room. */
+void wake_download_waiters(struct run *r);
 
 /* What the queue carries: a validated barcode and the line it came from. */
 struct queue_item {
@@ -163,7 +167,8 @@ struct book {
         /* staging */
         int staging_fd;
         char staging_path[4096];
-        uint64_t staged; /* plaintext bytes handed to writes */
+        uint64_t staged;         /* plaintext bytes handed to writes */
+        uint64_t staged_counted; /* of those, counted in run->staging_used */
         struct wbuf wbufs[BOOK_WBUFS];
         unsigned wbuf_cur, writes_pending;
         int write_error;
@@ -204,8 +209,9 @@ struct run {
         struct journal *journal;
         struct stats stats;
         struct slots downloads, uploads;
-        atomic_bool intake_closed; /* no more barcodes will be queued */
-        atomic_bool aborting;      /* second signal: drop everything in flight */
+        atomic_uint_fast64_t staging_used; /* staged plaintext bytes, for --staging-max */
+        atomic_bool intake_closed;         /* no more barcodes will be queued */
+        atomic_bool aborting;              /* second signal: drop everything in flight */
         atomic_uint consecutive_failures;
         atomic_bool failure_stop; /* too many run-level failures in a row */
         char failure_reason[256];

@@ -189,7 +189,9 @@ fi
 
 # ---- a second Ctrl-C mid-multipart: the upload is aborted, no object appears ------------
 # --max-upload-rate keeps the 13 MB upload going for seconds.
-run_s3 quit --dest "s3://$BUCKET/quit" --part-size 5MiB --max-upload-rate 1MiB "$T/big.txt" &
+"$QUIRE" run --source "$NGINX_HTTP/{barcode}.tar.gz.gpg" --passphrase-file "$PASSFILE" \
+	--journal "$T/quit.journal" --staging "$T/staging-quit" --s3-endpoint "$S3_ENDPOINT" \
+	--dest "s3://$BUCKET/quit" --part-size 5MiB --max-upload-rate 1MiB "$T/big.txt" 2>"$T/quit.err" &
 QPID=$!
 if wait_for_line "$S3PROXY_LOG" '^POST /quire-test/quit/S3BIG0001.tar.gz\?uploads= 200' 30; then
 	sleep 0.5 # parts under way
