@@ -17,7 +17,7 @@ LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps demo test unit check-unit e2e lint format fuzz tsan asan bench clean
+.PHONY: all deps demo test unit helpers check-unit e2e lint format fuzz tsan asan bench clean
 
 all: $(BUILD)/quire
 
@@ -36,6 +36,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libquire.a
 	$(CC) $(QCFLAGS) -Itests -o $@ $(filter %.c %.a,$^) -lcmocka $(LDLIBS)
 
 unit: $(UNIT_BIN)
+
+# Small programs the end-to-end tests run (tests/helpers/*.c).
+HELPER_BIN := $(patsubst tests/helpers/%.c,$(BUILD)/helpers/%,$(wildcard tests/helpers/*.c))
+$(BUILD)/helpers/%: tests/helpers/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(QCFLAGS) -o $@ $<
+helpers: $(HELPER_BIN)
 
 # Runs every unit test binary; each takes the test fixtures directory as $QUIRE_FIXTURES.
 check-unit: $(UNIT_BIN) $(BUILD)/quire
@@ -67,7 +74,8 @@ $(BUILD)/fuzz_pgp: tests/fuzz/fuzz_pgp.c $(FUZZ_SRC)
 	clang -O1 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
 		-o $@ $(filter %.c,$^) $(LDLIBS)
 
-C_FILES = $(wildcard src/*.c src/*.h include/quire/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c)
+C_FILES = $(wildcard src/*.c src/*.h include/quire/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c \
+	tests/helpers/*.c)
 format:
 	clang-format -i $(C_FILES)
 
@@ -79,6 +87,7 @@ lint:
 # End-to-end suites: real nginx, gpg, s3rver; run against the ASan+UBSan build.
 E2E ?= $(wildcard tests/e2e/test_*.sh)
 e2e: asan
+	$(MAKE) helpers
 	@tests/e2e/run.sh build/asan/quire $(E2E)
 
 test: deps

@@ -570,6 +570,18 @@ static int run_setup(struct run *r, struct feeder **f, char *staging_buf, size_t
                 qlog("out of memory");
                 return -1;
         }
+        /* A backend the kernel refuses is a configuration error, found before any book. */
+        struct loop *probe;
+        const char *why = NULL;
+        err = loop_new(&probe, r->cfg.io, 8, &why);
+        if (err < 0) {
+                qlog("--io %s: %s", r->cfg.io == LOOP_URING ? "uring" : "auto",
+                     err == -EPERM ? "io_uring_setup: not permitted (seccomp profile or "
+                                     "kernel.io_uring_disabled); use --io epoll or auto"
+                                   : strerror(-err));
+                return -1;
+        }
+        loop_free(probe);
         atomic_store(&r->downloads.free, (int)r->cfg.downloads);
         atomic_store(&r->uploads.free, (int)r->cfg.uploads);
         return 0;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -152,6 +153,43 @@ static int epoll_wait_dispatch(struct loop *l, uint64_t timeout_ns)
 
 /* ---- common ------------------------------------------------------------------------ */
 
+/* The operations quire submits; a kernel that lacks one gets the epoll backend. */
+static const char *uring_missing_op(struct io_uring *ring)
+{
+        static const struct {
+                int op;
+                const char *name;
+        } needed[] = {
+            {IORING_OP_POLL_ADD, "POLL_ADD"},
+            {IORING_OP_READ, "READ"},
+            {IORING_OP_WRITE, "WRITE"},
+            {IORING_OP_FSYNC, "FSYNC"},
+            {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+        };
+        struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
+        if (!probe)
+                return "REGISTER_PROBE";
+        const char *missing = NULL;
+        for (size_t i = 0; i < sizeof needed / sizeof needed[0] && !missing; i++)
+                if (!io_uring_opcode_supported(probe, needed[i].op))
+                        missing = needed[i].name;
+        io_uring_free_probe(probe);
+        return missing;
+}
+
+static const char *uring_refusal(int err)
+{
+        switch (err) {
+        case -ENOSYS:
+                return "io_uring_setup: not implemented by this kernel";
+        case -ENOMEM:
+                return "io_uring_setup: out of locked memory (RLIMIT_MEMLOCK, kernels before 5.12)";
+        default:
+                return "io_uring_setup: not permitted (seccomp profile or "
+                       "kernel.io_uring_disabled)";
+        }
+}
+
 int loop_new(struct loop **out, enum loop_kind want, unsigned entries, const char **why_fallback)
 {
         struct loop *l = calloc(1, sizeof *l);
@@ -162,18 +200,27 @@ int loop_new(struct loop **out, enum loop_kind want, unsigned entries, const cha
         if (want != LOOP_EPOLL) {
                 int ret = uring_init(l, entries);
                 if (ret == 0) {
-                        l->kind = LOOP_URING;
-                        *out = l;
-                        return 0;
+                        const char *missing = uring_missing_op(&l->ring);
+                        if (!missing) {
+                                l->kind = LOOP_URING;
+                                *out = l;
+                                return 0;
+                        }
+                        io_uring_queue_exit(&l->ring);
+                        ret = -EOPNOTSUPP;
+                        static __thread char why[96];
+                        snprintf(why, sizeof why, "io_uring: this kernel lacks IORING_OP_%s",
+                                 missing);
+                        *why_fallback = why;
                 }
-                if (want == LOOP_URING || (ret != -EPERM && ret != -ENOSYS && ret != -EACCES)) {
+                bool refused = ret == -EPERM || ret == -ENOSYS || ret == -EACCES ||
+                               ret == -ENOMEM || ret == -EOPNOTSUPP;
+                if (want == LOOP_URING || !refused) {
                         free(l);
                         return ret;
                 }
-                *why_fallback = ret == -ENOSYS
-                                    ? "io_uring_setup: not implemented by this kernel"
-                                    : "io_uring_setup: not permitted (seccomp profile or "
-                                      "kernel.io_uring_disabled)";
+                if (!*why_fallback)
+                        *why_fallback = uring_refusal(ret);
         }
         l->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (l->epfd < 0) {

@@ -39,7 +39,7 @@
 #define S3_PARALLEL      4            /* parts of one book in flight at once */
 #define S3_BUF_SIZE      (256 * 1024) /* one staging read; two per transfer */
 #define S3_RESP_MAX      4096         /* answer body kept: error codes, upload ids */
-#define S3_LIST_MAX      (512 * 1024) /* one page of ListMultipartUploads (start only) */
+#define S3_LIST_MAX      (256 * 1024) /* one page of ListMultipartUploads (start only) */
 #define S3_ETAG_MAX      128
 #define S3_URL_MAX       4096
 #define S3_EMPTY_SHA     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -347,6 +347,11 @@ static void req_post(struct s3_req *q, const char *body, size_t len)
 static int req_why(struct s3_req *q, CURLcode rc, char *why, size_t len, bool *transient)
 {
         *transient = false;
+        if (q->hdr_oom) {
+                snprintf(why, len, "out of memory");
+                *transient = true;
+                return -EIO;
+        }
         if (rc == CURLE_ABORTED_BY_CALLBACK && q->read_error) {
                 snprintf(why, len, "reading the staging file: %s", strerror(-q->read_error));
                 *transient = true;
@@ -516,7 +521,6 @@ static void req_body(struct s3_book *sb, struct s3_req *q, uint64_t off, uint64_
         curl_easy_setopt(e, CURLOPT_READDATA, q);
         curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_body_seek);
         curl_easy_setopt(e, CURLOPT_SEEKDATA, q);
-        curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, (long)S3_BUF_SIZE);
         if (cfg->max_upload_rate) {
                 /* --max-upload-rate is per book: its parts in flight share it. */
                 unsigned par = sb->nparts < S3_PARALLEL ? sb->nparts : S3_PARALLEL;
@@ -529,6 +533,10 @@ static void req_body(struct s3_book *sb, struct s3_req *q, uint64_t off, uint64_
 static void req_start(struct s3_book *sb, struct s3_req *q)
 {
         curl_easy_setopt(q->x.easy, CURLOPT_HTTPHEADER, q->hdrs);
+        /* A header lost to a failed allocation: the request must not go out unsigned or
+         * unchecked; an empty URL makes it fail through the multi, where req_why() names it. */
+        if (q->hdr_oom)
+                curl_easy_setopt(q->x.easy, CURLOPT_URL, "");
         q->active = true;
         worker_add_xfer(sb->b->w, &q->x);
 }
@@ -797,8 +805,7 @@ static void abort_begin(struct s3_book *sb)
         }
         curl_easy_setopt(q->x.easy, CURLOPT_TIMEOUT, S3_ABORT_TIMEOUT);
         q->x.done = on_abort_done;
-        q->active = true;
-        worker_add_xfer(sb->b->w, &q->x);
+        req_start(sb, q);
 }
 
 /* Starts parts while there are free transfers and parts to send; completes or aborts
@@ -1047,7 +1054,7 @@ static void s3_abort(struct book *b)
         req_drop(sb, &sb->ctl);
         for (unsigned i = 0; i < S3_PARALLEL; i++)
                 req_drop(sb, &sb->parts[i]);
-        if (sb->phase != S3_HEAD && abort_setup(sb, &sb->ctl)) {
+        if (sb->phase != S3_HEAD && abort_setup(sb, &sb->ctl) && !sb->ctl.hdr_oom) {
                 curl_easy_setopt(sb->ctl.x.easy, CURLOPT_TIMEOUT, S3_QUIT_TIMEOUT);
                 warn_abort(sb, &sb->ctl, curl_easy_perform(sb->ctl.x.easy));
         }
@@ -1068,6 +1075,10 @@ static int sync_request(struct s3 *s3, struct s3_req *q, const char *method, con
 {
         bool transient;
         req_setup(s3, q, method, url, S3_EMPTY_SHA);
+        if (q->hdr_oom) {
+                snprintf(msg, msglen, "%s: out of memory", what);
+                return -ENOMEM;
+        }
         curl_easy_setopt(q->x.easy, CURLOPT_HTTPHEADER, q->hdrs);
         curl_easy_setopt(q->x.easy, CURLOPT_TIMEOUT, S3_SYNC_TIMEOUT);
         CURLcode rc = curl_easy_perform(q->x.easy);
@@ -1154,12 +1165,12 @@ static void abort_leftovers(struct s3 *s3, struct s3_req *q)
                 /* Parameters sorted by name: libcurl 7.88 signs the query as written. */
                 if (kmark[0])
                         snprintf(url, sizeof url,
-                                 "%s?key-marker=%s&max-uploads=1000&prefix=%s&upload-id-marker=%s&"
+                                 "%s?key-marker=%s&max-uploads=200&prefix=%s&upload-id-marker=%s&"
                                  "uploads=",
                                  s3->bucket_url, ek, eprefix, eu);
                 else
                         snprintf(url, sizeof url,
-                                 "%s?max-uploads=1000&prefix=%s&uploads=", s3->bucket_url, eprefix);
+                                 "%s?max-uploads=200&prefix=%s&uploads=", s3->bucket_url, eprefix);
                 if (sync_request(s3, q, "GET", url, "ListMultipartUploads", msg, sizeof msg) < 0) {
                         qlog(
                             "notice: %s; unfinished uploads a killed run left under s3://%s/%s are "

@@ -135,3 +135,22 @@ if grep -q 'stopped early' "$T/wrong.err" && [ -z "$(ls "$T/out-wrong"/*.tar.gz 
 else
 	fail "wrong passphrase stop" "$(tail -3 "$T/wrong.err")"
 fi
+
+# io_uring refused (a seccomp filter, as Docker's default profile does): auto falls back
+# to epoll after one notice line; --io uring is a configuration error.
+deny=$ROOT/build/helpers/deny_uring
+expect_exit 0 "io_uring refused, --io auto: exit 0" \
+	"$deny" "$QUIRE" run --dest "$T/out-deny" --passphrase-file "$PASSFILE" \
+	--journal "$T/deny.journal" --source "$NGINX_HTTP/{barcode}.tar.gz.gpg" \
+	"$T/src/barcodes.txt" 2>"$T/deny.err"
+if [ "$(grep -c 'notice: io_uring_setup: not permitted' "$T/deny.err")" -eq 1 ] &&
+	grep -q 'threads on epoll' "$T/deny.err"; then
+	pass "io_uring refused: one notice line, the workers run on epoll"
+else
+	fail "io_uring refused: fallback" "$(head -3 "$T/deny.err")"
+fi
+delivered_ok "io_uring refused: every book byte-identical" "$T/out-deny"
+expect_exit 2 "io_uring refused, --io uring: configuration error (exit 2)" \
+	"$deny" "$QUIRE" run --io uring --dest "$T/out-deny2" --passphrase-file "$PASSFILE" \
+	--journal "$T/deny2.journal" --source "$NGINX_HTTP/{barcode}.tar.gz.gpg" \
+	"$T/src/barcodes.txt"
