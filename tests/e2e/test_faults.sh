@@ -5,6 +5,7 @@
 # after --max-consecutive-failures; a list of 404s runs to its end.
 
 make_books "$T/src" 10 256K
+: >"$T/rules"
 start_faultserver "$T/src" --rules "$T/rules" || exit 1
 
 # A tampered book: a byte flipped in the middle of the encrypted data (past the packet
@@ -15,7 +16,10 @@ mid=$((size / 2))
 byte=$(od -An -tu1 -j "$mid" -N1 "$tampered" | tr -d ' ')
 printf "$(printf '\\%03o' $((byte ^ 0x55)))" |
 	dd of="$tampered" bs=1 seek="$mid" count=1 conv=notrunc status=none
-cmp -s "$tampered" "$T/src/TEST0008.tar.gz.gpg.orig" 2>/dev/null # (no original kept)
+if gpg --homedir "$T/gnupg" --batch --quiet --pinentry-mode loopback --passphrase-file "$PASSFILE" \
+	-o /dev/null -d "$tampered" 2>/dev/null; then
+	fail "faults: fixture: gpg rejects the tampered book" "gpg decrypted it"
+fi
 
 # Each fault hits its book's first requests only (COUNT), so a retry gets the real file.
 # at=100000: the faults cut the 262 KB body in its middle.
