@@ -3,7 +3,6 @@
  * status lines, and drains (first signal) or aborts (second). */
 #include "quire/cmds.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -35,7 +34,8 @@ static const char run_usage[] =
     "  --source TEMPLATE        URL or path with {barcode}: http(s)://..., file://..., /dir/...\n"
     "  --dest DIR               where books go (created if missing)\n"
     "  --passphrase-file FILE   first line is the passphrase (else $QUIRE_PASSPHRASE)\n"
-    "  --staging DIR            decrypted books before delivery (default DEST/.quire-staging)\n"
+    "  --staging DIR            decrypted books before delivery (default DEST/.quire-staging,\n"
+    "                           or ./quire-staging for S3)\n"
     "  --journal FILE           one line per finished book; books it says were delivered\n"
     "                           are skipped (default quire.journal)\n"
     "  --queue-size N           barcodes read ahead (100)\n"
@@ -366,33 +366,28 @@ static unsigned default_cpus(struct run_config *cfg)
 }
 
 /* Staging files a killed run left behind are never resumed: remove them. */
-static int staging_prepare(const char *dir, char *staging_buf, size_t len, struct run_config *cfg)
+/* Default staging: inside a destination directory (so delivery is a rename), or
+ * ./quire-staging beside the default journal for S3. */
+static int staging_prepare(char *staging_buf, size_t len, struct run_config *cfg)
 {
         if (!cfg->staging) {
-                snprintf(staging_buf, len, "%s/.quire-staging", cfg->dest);
+                if (strncmp(cfg->dest, "s3://", 5))
+                        snprintf(staging_buf, len, "%s/.quire-staging", cfg->dest);
+                else
+                        snprintf(staging_buf, len, "quire-staging");
                 cfg->staging = staging_buf;
         }
         if (mkdir(cfg->staging, 0700) < 0 && errno != EEXIST) {
                 qlog("--staging %s: %s", cfg->staging, strerror(errno));
                 return -1;
         }
-        DIR *d = opendir(cfg->staging);
-        if (!d) {
-                qlog("--staging %s: %s", cfg->staging, strerror(errno));
+        int removed = remove_quire_parts(cfg->staging);
+        if (removed < 0) {
+                qlog("--staging %s: %s", cfg->staging, strerror(-removed));
                 return -1;
         }
-        unsigned removed = 0;
-        struct dirent *e;
-        while ((e = readdir(d))) {
-                size_t n = strlen(e->d_name);
-                if (n > 11 && !strcmp(e->d_name + n - 11, ".quire-part") &&
-                    unlinkat(dirfd(d), e->d_name, 0) == 0)
-                        removed++;
-        }
-        closedir(d);
         if (removed)
-                qlog("removed %u staging files left by an earlier run", removed);
-        (void)dir;
+                qlog("removed %d staging files left by an earlier run", removed);
         return 0;
 }
 
@@ -546,7 +541,7 @@ static int run_setup(struct run *r, struct feeder **f, char *staging_buf, size_t
                 qlog("%s", msg);
                 return -1;
         }
-        if (staging_prepare(r->cfg.dest, staging_buf, len, &r->cfg) < 0)
+        if (staging_prepare(staging_buf, len, &r->cfg) < 0)
                 return -1;
         if ((r->cfg.header_file || r->cfg.oauth_file) &&
             auth_open(&r->auth, r->cfg.header_file, r->cfg.oauth_file, r->cfg.ca_file, msg,

@@ -16,6 +16,8 @@
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
+#define INCOMING ".quire-incoming"
+
 static mode_t delivered_mode;
 
 static int mkdir_p(const char *path)
@@ -51,6 +53,11 @@ static int dir_open(struct run *r, char *msg, size_t msglen)
                 snprintf(msg, msglen, "--dest %s: %s", r->cfg.dest, strerror(errno));
                 return err;
         }
+        char incoming[4096];
+        snprintf(incoming, sizeof incoming, "%s/%s", r->cfg.dest, INCOMING);
+        int removed = remove_quire_parts(incoming);
+        if (removed > 0)
+                qlog("removed %d partial copies left by an earlier run in %s", removed, incoming);
         /* Delivered files get the mode the umask gives; staging files stay 0600. */
         mode_t mask = umask(0);
         umask(mask);
@@ -72,12 +79,15 @@ static int copy_fd(int in, int out)
         }
 }
 
-/* Staging on another filesystem: copy to a temporary name beside the target, sync, and
- * rename, so the target still appears only whole. */
+/* Staging on another filesystem: copy into DEST/.quire-incoming (same filesystem as the
+ * target), sync, and rename, so the target still appears only whole and what a killed
+ * run leaves is found without scanning the whole destination. */
 static int copy_into_place(struct book *b, int dirfd, const char *name)
 {
         char tmp[BARCODE_MAX + 64];
-        snprintf(tmp, sizeof tmp, ".%s.quire-part", name);
+        snprintf(tmp, sizeof tmp, "%s/%s.quire-part", INCOMING, name);
+        if (mkdirat(dirfd, INCOMING, 0700) < 0 && errno != EEXIST)
+                return -errno;
         int in = open(b->staging_path, O_RDONLY | O_CLOEXEC);
         if (in < 0)
                 return -errno;

@@ -1,6 +1,7 @@
 #include "quire/util.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -140,4 +141,21 @@ char *read_passphrase(const char *path, size_t *len)
         }
         explicit_bzero(buf, sizeof buf);
         return p;
+}
+
+int remove_quire_parts(const char *dir)
+{
+        DIR *d = opendir(dir);
+        if (!d)
+                return -errno;
+        int removed = 0;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                size_t n = strlen(e->d_name);
+                if (n > 11 && !strcmp(e->d_name + n - 11, ".quire-part") &&
+                    unlinkat(dirfd(d), e->d_name, 0) == 0)
+                        removed++;
+        }
+        closedir(d);
+        return removed;
 }

@@ -25,6 +25,10 @@ void hex_encode(const uint8_t *in, size_t len, char *out);
 /* UTC ISO 8601, "2026-11-29T02:40:00Z" (21 bytes with NUL). */
 void utc_iso8601(char out[21]);
 
+/* Removes the "*.quire-part" files a killed run left in dir; returns how many, or -errno
+ * when dir cannot be read (-ENOENT when it does not exist). */
+int remove_quire_parts(const char *dir);
+
 /* Reads a passphrase: first line of path (up to its "\n", as
  * gpg --passphrase-file reads it), or $QUIRE_PASSPHRASE when path is NULL. Warns when the
  * file is readable by group or others. Returns a malloc'd string or NULL with a message

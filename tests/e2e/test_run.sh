@@ -154,3 +154,22 @@ expect_exit 2 "io_uring refused, --io uring: configuration error (exit 2)" \
 	"$deny" "$QUIRE" run --io uring --dest "$T/out-deny2" --passphrase-file "$PASSFILE" \
 	--journal "$T/deny2.journal" --source "$NGINX_HTTP/{barcode}.tar.gz.gpg" \
 	"$T/src/barcodes.txt"
+
+# Staging on another filesystem (tmpfs): delivery copies into DEST/.quire-incoming and
+# renames, so books still appear only whole.
+if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && [ "$(stat -c %d /dev/shm)" != "$(stat -c %d "$T")" ]; then
+	shm=$(mktemp -d /dev/shm/quire-test.XXXXXX)
+	on_exit "rm -rf '$shm'"
+	expect_exit 0 "staging on another filesystem: exit 0" \
+		run_quire xdev "$T/out-xdev" --staging "$shm" \
+		--source "$NGINX_HTTP/{barcode}.tar.gz.gpg" "$T/src/barcodes.txt"
+	ok=1
+	while read -r b; do cmp -s "$T/plain/$b.tar.gz" "$T/out-xdev/$b.tar.gz" || ok=0; done <"$T/src/barcodes.txt"
+	if [ $ok -eq 1 ] && [ -z "$(ls -A "$shm")" ] && [ -z "$(ls -A "$T/out-xdev/.quire-incoming")" ]; then
+		pass "staging on another filesystem: copied whole, nothing left in staging or incoming"
+	else
+		fail "staging on another filesystem" "$(ls -la "$shm" "$T/out-xdev/.quire-incoming")"
+	fi
+else
+	echo "  SKIP staging on another filesystem: /dev/shm is not a separate tmpfs here"
+fi

@@ -1,0 +1,138 @@
+# kill -9, then the same command again: every book ends delivered once and byte-exact,
+# books the journal names are not fetched again, staging files of the dead run are removed
+# at start, the destination never shows a partial book. A torn last journal line is
+# ignored and does not spoil the next one. nginx's limit_rate keeps books in flight.
+
+make_books "$T/src" 10 1M
+start_nginx "$T/src" 2m || exit 1 # a book takes about half a second
+
+DEST=$T/dest
+STAGING=$DEST/.quire-staging
+JOURNAL=$T/crash.journal
+# The one command every run repeats.
+CMD=("$QUIRE" run --dest "$DEST" --passphrase-file "$PASSFILE" --journal "$JOURNAL"
+	--source "$NGINX_HTTP/{barcode}.tar.gz.gpg" --workers 3 --downloads 3 --queue-size 2
+	--threads 1 --retries 2 "$T/src/barcodes.txt")
+
+start_quire() {
+	"${CMD[@]}" 2>"$T/$1.err" &
+	QPID=$!
+}
+
+# whole_or_absent DIR: every file in DIR is a whole, byte-exact book (prints the count).
+whole_or_absent() {
+	local f n=0
+	for f in "$1"/*; do
+		[ -e "$f" ] || continue
+		case $f in *.tar.gz) ;; *) echo "stray $f" >&2; return 1 ;; esac
+		cmp -s "$f" "$T/plain/$(basename "$f")" || { echo "partial $f" >&2; return 1; }
+		n=$((n + 1))
+	done
+	echo "$n"
+}
+
+# wait_count FILE REGEX N [SECONDS]: wait until N lines of FILE match REGEX.
+wait_count() {
+	local end
+	end=$(_deadline "${4:-10}")
+	while [ "$(_now_ms)" -lt "$end" ]; do
+		[ "$(grep -cE -- "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
+		_wait_change "$1"
+	done
+	echo "wait_count: fewer than $3 lines matching /$2/ in $1 after ${4:-10} s" >&2
+	return 1
+}
+
+# gets B: GETs of book B nginx logged (a request cut by the kill is logged too).
+gets() { grep -c "^GET /$1.tar.gz.gpg " "$NGINX_LOG"; }
+
+# ---- 1: killed while books download (their staging files exist) -------------------------
+start_quire run1
+wait_for_file "$STAGING/TEST0001.tar.gz.quire-part" 20
+kill -9 "$QPID"
+wait "$QPID" 2>/dev/null
+left=$(ls "$STAGING" | grep -c '\.quire-part$')
+n=$(whole_or_absent "$DEST")
+if [ "$left" -ge 1 ] && [ -n "$n" ]; then
+	pass "kill -9 mid-download: $left staging files left, the destination holds only whole books ($n)"
+else
+	fail "kill -9 mid-download" "staging: $(ls "$STAGING"); dest: $n"
+fi
+
+# ---- 2: the same command, killed after some books are delivered -------------------------
+start_quire run2
+wait_for_line "$JOURNAL" $'^[^\t]+\tTEST000[0-9]\tok\t' 20
+wait_for_line "$T/run2.err" 'removed [0-9]+ staging files' 5
+wait_count "$JOURNAL" $'\tok\t' 4 20
+kill -9 "$QPID"
+wait "$QPID" 2>/dev/null
+if grep -qE "^quire: removed $left staging files left by an earlier run" "$T/run2.err"; then
+	pass "rerun: the $left staging files of the killed run removed at start"
+else
+	fail "rerun: staging cleanup" "$(head -3 "$T/run2.err")"
+fi
+journaled=$(cut -f2,3 "$JOURNAL" | grep -P '\tok$' | cut -f1 | sort -u)
+n=$(whole_or_absent "$DEST")
+if [ -n "$n" ] && [ "$(echo "$journaled" | grep -c .)" -ge 1 ]; then
+	pass "kill -9 after $(echo "$journaled" | grep -c .) books journaled: the destination holds only whole books ($n)"
+else
+	fail "kill -9 after deliveries" "journaled: $journaled; dest: $n"
+fi
+declare -A before
+for b in $(cat "$T/src/barcodes.txt"); do before[$b]=$(gets "$b"); done
+staged_before=$(ls "$STAGING" | grep -c '\.quire-part$')
+
+# ---- 3: the same command to the end -------------------------------------------------------
+start_quire run3
+wait "$QPID"
+rc=$?
+refetched=""
+for b in $journaled; do
+	[ "$(gets "$b")" -eq "${before[$b]}" ] || refetched="$refetched $b"
+done
+if [ "$rc" -eq 0 ] && [ -z "$refetched" ] &&
+	grep -qE "^summary: 10/10 .*skipped: $(echo "$journaled" | grep -c .)," "$T/run3.err"; then
+	pass "final run: exit 0; the $(echo "$journaled" | grep -c .) journaled books skipped, not fetched again"
+else
+	fail "final run: no refetch" "rc=$rc refetched:$refetched; $(tail -1 "$T/run3.err")"
+fi
+if [ "$staged_before" -eq 0 ] || grep -qE "^quire: removed $staged_before staging files" "$T/run3.err"; then
+	pass "final run: the second killed run's $staged_before staging files removed"
+else
+	fail "final run: staging cleanup" "$staged_before left; $(head -3 "$T/run3.err")"
+fi
+bad=0
+while read -r b; do
+	cmp -s "$T/plain/$b.tar.gz" "$DEST/$b.tar.gz" || { bad=1; echo "    $b differs or is missing"; }
+	[ "$(grep -c $'\t'"$b"$'\tok\t' "$JOURNAL")" -eq 1 ] || { bad=1; echo "    $b: not one ok line"; }
+done <"$T/src/barcodes.txt"
+[ "$(ls -A "$STAGING")" = "" ] || { bad=1; echo "    staging: $(ls -A "$STAGING")"; }
+[ "$(find "$DEST" -mindepth 1 -not -path "$STAGING" | wc -l)" -eq 10 ] || bad=1
+if [ $bad -eq 0 ]; then
+	pass "after two kill -9: every book delivered byte-exact, journaled ok once, staging empty"
+else
+	fail "after two kill -9: final state" "see above"
+fi
+
+# ---- torn journal line ------------------------------------------------------------------
+# A crash mid-append leaves a line without its newline. Here it claims TEST0009 "ok" (its
+# real line removed, its file gone): it must be ignored, TEST0009 fetched again, and the
+# next line written whole on its own line.
+grep -v $'\tTEST0009\t' "$JOURNAL" >"$JOURNAL.new" && mv "$JOURNAL.new" "$JOURNAL"
+printf '%s\tTEST0009\tok\t1048576\t' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$JOURNAL"
+rm -f "$DEST/TEST0009.tar.gz"
+g9=$(gets TEST0009)
+gall=$(grep -c '^GET ' "$NGINX_LOG")
+start_quire torn
+wait "$QPID"
+rc=$?
+fields_ok=$(awk -F'\t' 'NF != 6 { bad = 1 } END { print bad ? "no" : "yes" }' "$JOURNAL")
+if [ "$rc" -eq 0 ] && [ "$(gets TEST0009)" -eq $((g9 + 1)) ] &&
+	[ "$(grep -c '^GET ' "$NGINX_LOG")" -eq $((gall + 1)) ] &&
+	cmp -s "$T/plain/TEST0009.tar.gz" "$DEST/TEST0009.tar.gz" &&
+	[ "$fields_ok" = yes ] && [ "$(tail -c1 "$JOURNAL" | od -An -c | tr -d ' ')" = '\n' ] &&
+	[ "$(grep -c $'\tTEST0009\tok\t' "$JOURNAL")" -eq 1 ]; then
+	pass "torn last journal line ignored: TEST0009 fetched again (only it), the journal whole"
+else
+	fail "torn journal line" "rc=$rc GETs of TEST0009 $g9 -> $(gets TEST0009); fields_ok=$fields_ok; $(tail -2 "$JOURNAL" | cat -A | cut -c1-120)"
+fi
