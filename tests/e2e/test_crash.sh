@@ -4,7 +4,7 @@
 # ignored and does not spoil the next one. nginx's limit_rate keeps books in flight.
 
 make_books "$T/src" 10 1M
-start_nginx "$T/src" 2m || exit 1 # a book takes about half a second
+start_nginx "$T/src" 512k || exit 1 # a book takes about two seconds
 
 DEST=$T/dest
 STAGING=$DEST/.quire-staging
