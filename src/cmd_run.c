@@ -532,6 +532,24 @@ static int run_exit_status(struct main_state *m)
         return atomic_load(&r->stats.failed) ? 1 : 0;
 }
 
+/* Releases whatever run_setup() got, also after it failed halfway. */
+static void run_release(struct run *r, struct feeder *f)
+{
+        if (r->journal)
+                journal_close(r->journal);
+        if (f)
+                feeder_close(f);
+        if (r->sink_opened)
+                r->sink->close(r);
+        auth_close(r->auth);
+        mpmc_free(r->queue);
+        if (r->main_wake_fd > 0)
+                close(r->main_wake_fd);
+        explicit_bzero(r->cfg.passphrase, r->cfg.passlen);
+        free(r->cfg.passphrase);
+        curl_global_cleanup();
+}
+
 static int run_setup(struct run *r, struct feeder **f, char *staging_buf, size_t len)
 {
         char msg[512];
@@ -541,6 +559,7 @@ static int run_setup(struct run *r, struct feeder **f, char *staging_buf, size_t
                 qlog("%s", msg);
                 return -1;
         }
+        r->sink_opened = true;
         if (staging_prepare(staging_buf, len, &r->cfg) < 0)
                 return -1;
         if ((r->cfg.header_file || r->cfg.oauth_file) &&
@@ -611,8 +630,10 @@ int cmd_run(int argc, char **argv)
         char staging_buf[4096];
         struct feeder *f = NULL;
         curl_global_init(CURL_GLOBAL_DEFAULT);
-        if (sfd < 0 || run_setup(r, &f, staging_buf, sizeof staging_buf) < 0)
+        if (sfd < 0 || run_setup(r, &f, staging_buf, sizeof staging_buf) < 0) {
+                run_release(r, f);
                 return EXIT_USAGE;
+        }
 
         struct main_state m = {.r = r};
         progress_init(r, feeder_count(r->cfg.barcodes_path));
@@ -620,20 +641,13 @@ int cmd_run(int argc, char **argv)
         r->start_ns = now_ns();
         if (!r->workers || workers_start(r) < 0) {
                 qlog("cannot start worker threads");
-                return EXIT_USAGE;
+                exit(EXIT_USAGE); /* threads may be running: no orderly teardown */
         }
         main_loop(&m, f, sfd);
         workers_join(r);
         progress_print(r, "summary");
         int rc = run_exit_status(&m);
-        journal_close(r->journal);
-        feeder_close(f);
-        r->sink->close(r);
-        auth_close(r->auth);
-        mpmc_free(r->queue);
         free(r->workers);
-        explicit_bzero(r->cfg.passphrase, r->cfg.passlen);
-        free(r->cfg.passphrase);
-        curl_global_cleanup();
+        run_release(r, f);
         return rc;
 }

@@ -205,6 +205,7 @@ struct run {
         struct auth *auth;
         const struct sink *sink;
         void *sink_state;
+        bool sink_opened;
         struct mpmc *queue;
         struct journal *journal;
         struct stats stats;
