@@ -68,7 +68,7 @@ fuzz: $(BUILD)/fuzz_pgp
 		-print_final_stats=1 $(BUILD)/fuzz-corpus tests/fuzz/corpus
 
 # The harness needs only the decryptor.
-FUZZ_SRC := $(wildcard src/pgp*.c) src/cfb.c src/util.c
+FUZZ_SRC := $(wildcard src/pgp*.c) src/cfb.c src/sha1x.c src/util.c
 $(BUILD)/fuzz_pgp: tests/fuzz/fuzz_pgp.c $(FUZZ_SRC)
 	@mkdir -p $(dir $@)
 	clang -O1 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
