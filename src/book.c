@@ -70,10 +70,26 @@ static void on_write_done(struct loop_op *op, int res)
                         b->write_error = err;
         }
         wb->len = 0;
+        if (b->src_waiting && book_staging_room(b) >= b->src_wait_len) {
+                b->src_waiting = false;
+                source_resume(b);
+        }
         if (b->state == BOOK_FINISHING)
                 book_try_sync(b);
         else if (b->state == BOOK_IDLE && !b->writes_pending)
                 worker_pump_soon(b->w); /* the slot can take a new book now */
+}
+
+size_t book_staging_room(const struct book *b)
+{
+        size_t room = 0;
+        for (unsigned k = 0; k < BOOK_WBUFS; k++) {
+                const struct wbuf *wb = &b->wbufs[(b->wbuf_cur + k) % BOOK_WBUFS];
+                if (wb->op.pending)
+                        break;
+                room += BOOK_WBUF_SIZE - wb->len;
+        }
+        return room;
 }
 
 static void submit_wbuf(struct book *b, struct wbuf *wb)
@@ -431,6 +447,7 @@ static void fetch_begin(struct book *b)
         b->wbuf_cur = 0;
         b->write_error = 0;
         b->feed_error = 0;
+        b->src_waiting = false;
         for (unsigned i = 0; i < BOOK_WBUFS; i++)
                 b->wbufs[i].len = 0;
         int err = staging_open(b);

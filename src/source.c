@@ -17,6 +17,9 @@
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
+/* Plaintext out can exceed ciphertext in by the decryptor's held-back MDC tail. */
+#define STAGING_SLACK 64
+
 int expand_template(const char *tmpl, const char *barcode, char *out, size_t outlen)
 {
         size_t n = 0, blen = strlen(barcode);
@@ -81,6 +84,13 @@ static size_t on_http_body(char *p, size_t size, size_t nmemb, void *ud)
         size_t len = size * nmemb;
         if (b->http_status != 200)
                 return len; /* an error page: read and dropped, the status decides */
+        if (book_staging_room(b) < len + STAGING_SLACK) {
+                /* Staging writes still in flight: libcurl keeps these bytes, stops reading
+                 * the socket, and hands them over again once source_resume() unpauses. */
+                b->src_waiting = true;
+                b->src_wait_len = len + STAGING_SLACK;
+                return CURL_WRITEFUNC_PAUSE;
+        }
         return book_feed(b, (const uint8_t *)p, len) ? 0 : len;
 }
 
@@ -173,6 +183,11 @@ static void http_begin(struct book *b, const char *url)
 
 static void file_read_next(struct book *b)
 {
+        if (book_staging_room(b) < BOOK_RBUF_SIZE + STAGING_SLACK) {
+                b->src_waiting = true;
+                b->src_wait_len = BOOK_RBUF_SIZE + STAGING_SLACK;
+                return;
+        }
         loop_read(b->w->loop, &b->src_op, b->src_fd, b->rbuf, BOOK_RBUF_SIZE, b->src_off);
 }
 
@@ -247,6 +262,14 @@ void source_begin(struct book *b)
         } else {
                 file_begin(b, where);
         }
+}
+
+void source_resume(struct book *b)
+{
+        if (source_is_http(b->w->run->cfg.source))
+                curl_easy_pause(b->dl.easy, CURLPAUSE_CONT);
+        else
+                file_read_next(b);
 }
 
 void source_abort(struct book *b)

@@ -140,7 +140,7 @@ enum book_state {
 
 #define BOOK_WBUFS     4
 #define BOOK_WBUF_SIZE (256 * 1024)
-#define BOOK_RBUF_SIZE (1024 * 1024)
+#define BOOK_RBUF_SIZE (256 * 1024)
 
 struct wbuf {
         struct loop_op op;
@@ -170,6 +170,10 @@ struct book {
         uint64_t staged;         /* plaintext bytes handed to writes */
         uint64_t staged_counted; /* of those, counted in run->staging_used */
         struct wbuf wbufs[BOOK_WBUFS];
+        /* Flow control: the source waits (a paused transfer, a deferred read) while the
+         * staging buffers cannot take what it would deliver. */
+        bool src_waiting;
+        size_t src_wait_len;
         unsigned wbuf_cur, writes_pending;
         int write_error;
         struct loop_op sync_op;
@@ -271,6 +275,9 @@ struct source_result {
         bool run_level;    /* points at the whole run (authentication) */
 };
 int book_feed(struct book *b, const uint8_t *p, size_t n);
+/* Bytes the staging buffers can take now without a synchronous write. A source that
+ * would deliver more sets src_waiting/src_wait_len and waits for source_resume(). */
+size_t book_staging_room(const struct book *b);
 void book_download_done(struct book *b, const struct source_result *res);
 /* The source answered the HEAD (skip-unchanged). */
 void book_head_done(struct book *b, const struct source_result *res);
