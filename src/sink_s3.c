@@ -1121,8 +1121,8 @@ static int abort_leftover(struct s3 *s3, struct s3_req *q, const char *key, cons
         return 0;
 }
 
-/* Aborts the uploads of one page of ListMultipartUploads; sets the markers of the next
- * page, or clears them when this was the last. */
+/* Aborts (through q) the uploads of one page of ListMultipartUploads; sets the markers of
+ * the next page, or clears them when this was the last. */
 static void abort_page(struct s3 *s3, struct s3_req *q, char *resp, char *kmark, char *umark,
                        size_t mlen, unsigned *aborted)
 {
@@ -1151,7 +1151,7 @@ static void abort_page(struct s3 *s3, struct s3_req *q, char *resp, char *kmark,
 
 /* Uploads a killed run left unfinished under our prefix would be billed forever and never
  * completed: abort them. A server without the API (s3rver) only earns a notice. */
-static void abort_leftovers(struct s3 *s3, struct s3_req *q)
+static void abort_leftovers(struct s3 *s3, struct s3_req *q, struct s3_req *del)
 {
         char eprefix[3 * 1024 + 4], kmark[1024] = "", umark[1024] = "", ek[3 * 1024], eu[3 * 1024];
         char url[S3_URL_MAX + 8192], msg[600], pfx[1030];
@@ -1178,7 +1178,7 @@ static void abort_leftovers(struct s3 *s3, struct s3_req *q)
                             msg, s3->bucket, pfx);
                         return;
                 }
-                abort_page(s3, q, q->resp, kmark, umark, sizeof kmark, &aborted);
+                abort_page(s3, del, q->resp, kmark, umark, sizeof kmark, &aborted);
         } while (kmark[0] && ++pages < 10000);
         if (aborted)
                 qlog("aborted %u unfinished multipart upload%s under s3://%s/%s left by an earlier "
@@ -1283,21 +1283,26 @@ static int s3_open(struct run *r, char *msg, size_t msglen)
         int err = parse_dest(s3, r->cfg.dest, msg, msglen);
         if (!err)
                 err = configure(s3, &r->cfg, msg, msglen);
-        struct s3_req q = {0};
+        /* Two requests: the aborts must not overwrite the listing they walk. */
+        struct s3_req list = {0}, del = {0};
         if (!err) {
-                q.x.easy = curl_easy_init();
-                q.resp = malloc(S3_LIST_MAX);
-                q.resp_cap = S3_LIST_MAX;
-                if (!q.x.easy || !q.resp) {
+                list.x.easy = curl_easy_init();
+                list.resp = malloc(S3_LIST_MAX);
+                list.resp_cap = S3_LIST_MAX;
+                del.x.easy = curl_easy_init();
+                del.resp = malloc(S3_RESP_MAX);
+                del.resp_cap = S3_RESP_MAX;
+                if (!list.x.easy || !list.resp || !del.x.easy || !del.resp) {
                         snprintf(msg, msglen, "out of memory");
                         err = -ENOMEM;
                 }
         }
         if (!err)
-                err = check_bucket(s3, &q, msg, msglen);
+                err = check_bucket(s3, &list, msg, msglen);
         if (!err)
-                abort_leftovers(s3, &q);
-        req_free(&q);
+                abort_leftovers(s3, &list, &del);
+        req_free(&list);
+        req_free(&del);
         if (err) {
                 s3_close(r);
                 return err;
