@@ -62,7 +62,7 @@ static const char run_usage[] =
     "  --s3-endpoint URL        S3-compatible endpoint, path-style (MinIO, R2); also\n"
     "                           AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL\n"
     "  --part-size SIZE         books above this go by multipart upload (64MiB, min 5MiB)\n"
-    "  --max-upload-rate SIZE   per-upload byte rate cap, e.g. 10MiB (for shared links)\n"
+    "  --max-upload-rate SIZE   S3: byte rate cap per upload, e.g. 10MiB (for shared links)\n"
     "  --staging-max SIZE       bound on staged plaintext; downloads wait when it is full\n"
     "  --batch N                benchmark only: the old design, N books at a time\n"
     "  --help, --version\n"
