@@ -136,6 +136,10 @@ static int hash_parts(struct book *b, const uint8_t *p, size_t n)
 static int book_sink(void *ctx, const uint8_t *p, size_t n)
 {
         struct book *b = ctx;
+        if (b->write_error)
+                return b->write_error; /* a full disk: stop the transfer now, not at its end */
+        atomic_fetch_add(&b->w->run->staging_used, n);
+        b->staged_counted += n;
         EVP_DigestUpdate(b->sha256, p, n);
         if (b->part_sha256_ctx && hash_parts(b, p, n) < 0)
                 return -ENOMEM;
@@ -413,7 +417,7 @@ void book_download_done(struct book *b, const struct source_result *res)
         if (rc) {
                 char msg[200];
                 if (rc == PGP_ESINK) {
-                        staging_failed(b, pgp_sink_errno(b->dec));
+                        staging_failed(b, -pgp_sink_errno(b->dec)); /* a positive errno */
                         return;
                 }
                 snprintf(msg, sizeof msg, "%s", pgp_detail(b->dec));

@@ -82,6 +82,7 @@ static size_t on_http_body(char *p, size_t size, size_t nmemb, void *ud)
 {
         struct book *b = ud;
         size_t len = size * nmemb;
+        b->last_byte_ns = now_ns();
         if (b->http_status != 200)
                 return len; /* an error page: read and dropped, the status decides */
         if (book_staging_room(b) < len + STAGING_SLACK) {
@@ -94,12 +95,37 @@ static size_t on_http_body(char *p, size_t size, size_t nmemb, void *ud)
         return book_feed(b, (const uint8_t *)p, len) ? 0 : len;
 }
 
+/* libcurl's own low-speed check averages over about 5 s, so a burst before a stall
+ * hides it that long: this callback, called at least once a second while the transfer
+ * lives, measures the silence itself. A transfer paused by staging is not stalled. */
+static int on_http_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                            curl_off_t ulnow)
+{
+        struct book *b = ud;
+        uint64_t limit = (uint64_t)b->w->run->cfg.stall_timeout_s * 1000000000u;
+        if (b->src_waiting) {
+                b->last_byte_ns = now_ns();
+                return 0;
+        }
+        if (now_ns() - b->last_byte_ns < limit)
+                return 0;
+        b->stalled = true;
+        return 1;
+}
+
 static void http_result(struct book *b, CURLcode rc, struct source_result *res)
 {
         static __thread char msg[CURL_ERROR_SIZE + 64];
         *res = (struct source_result){0};
         if (rc == CURLE_WRITE_ERROR && b->feed_error)
                 return; /* the decryptor stopped it: book_download_done reports why */
+        if (rc == CURLE_ABORTED_BY_CALLBACK && b->stalled) {
+                snprintf(msg, sizeof msg, "source: stalled: no byte for %u s",
+                         b->w->run->cfg.stall_timeout_s);
+                res->error = msg;
+                res->transient = true;
+                return;
+        }
         if (rc != CURLE_OK) {
                 snprintf(msg, sizeof msg, "source: %s",
                          b->errbuf[0] ? b->errbuf : curl_easy_strerror(rc));
@@ -159,7 +185,13 @@ static void http_begin(struct book *b, const char *url)
         curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
         curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 30L);
-        /* A stall: no byte for --stall-timeout seconds. */
+        /* A stall: no byte for --stall-timeout seconds (on_http_progress). libcurl's own
+         * check stays as a backstop; it also keeps a one-second timer ticking. */
+        b->stalled = false;
+        b->last_byte_ns = now_ns();
+        curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_http_progress);
+        curl_easy_setopt(e, CURLOPT_XFERINFODATA, b);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)cfg->stall_timeout_s);
         curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);

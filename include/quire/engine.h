@@ -185,6 +185,8 @@ struct book {
         bool source_head;    /* the next request is a HEAD to compare ETags */
         char errbuf[CURL_ERROR_SIZE];
         struct curl_slist *req_headers; /* this request's credentials (auth.h) */
+        uint64_t last_byte_ns;          /* stall detection: when the source last sent */
+        bool stalled;
         unsigned auth_gen;
         unsigned retry_after_s;
         int feed_error; /* pgp error that stopped the transfer */

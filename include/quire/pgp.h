@@ -23,7 +23,7 @@ enum {
         PGP_ENOTPGP,          /* input is not an OpenPGP message */
         PGP_EUNSUPPORTED,     /* algorithm or packet version quire does not implement */
         PGP_ECORRUPT,         /* malformed packet or compressed stream */
-        PGP_ESINK,            /* the sink returned an error (its errno is in pgp_sink_errno) */
+        PGP_ESINK,            /* the sink returned an error (pgp_sink_errno: its positive errno) */
         PGP_ENOMEM,
 };
 

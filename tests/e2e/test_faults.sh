@@ -76,7 +76,7 @@ else
 	fail "faults: Retry-After honoured" "$(grep TEST0003 "$T/faults.err")"
 fi
 # The stall was cut by quire's --stall-timeout, not by the server closing.
-if grep -q '^quire: TEST0006: attempt 1 failed (source: Operation too slow' "$T/faults.err"; then
+if grep -q '^quire: TEST0006: attempt 1 failed (source: stalled: no byte for 2 s)' "$T/faults.err"; then
 	pass "faults: the stall is detected by --stall-timeout (the server never closed)"
 else
 	fail "faults: stall detection" "$(grep TEST0006 "$T/faults.err")"
