@@ -1,6 +1,7 @@
 # quire: `make` builds build/quire; `make demo` and `make test` do everything on a fresh
 # machine (they install what is missing first, see tools/deps.sh).
 
+MAKEFLAGS += --no-print-directory
 CC       ?= cc
 BUILD    ?= build
 SAN      ?=
