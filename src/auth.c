@@ -33,14 +33,6 @@ struct auth {
         time_t last_attempt;
 };
 
-static void wipe_free(char *s)
-{
-        if (s) {
-                explicit_bzero(s, strlen(s));
-                free(s);
-        }
-}
-
 /* ---- header file ------------------------------------------------------------------- */
 
 static bool same_file_version(const struct stat *a, const struct stat *b)
@@ -100,7 +92,7 @@ static void header_file_refresh(struct auth *a)
         free(text);
         if (!parsed)
                 return;
-        wipe_free(a->header_text);
+        free_secret(a->header_text);
         a->header_text = parsed;
         a->header_st = st;
         if (st.st_mode & 077)
@@ -240,7 +232,7 @@ static int oauth_refresh(struct auth *a, char *msg, size_t msglen)
         }
         json_int_t expires_in = json_integer_value(json_object_get(root, "expires_in"));
         pthread_mutex_lock(&a->lock);
-        wipe_free(a->access_token);
+        free_secret(a->access_token);
         a->access_token = strdup(token);
         a->expires_at = time(NULL) + (expires_in > 0 ? expires_in : 3600);
         a->gen++;
@@ -281,11 +273,11 @@ void auth_close(struct auth *a)
 {
         if (!a)
                 return;
-        wipe_free(a->header_text);
-        wipe_free(a->client_id);
-        wipe_free(a->client_secret);
-        wipe_free(a->refresh_token);
-        wipe_free(a->access_token);
+        free_secret(a->header_text);
+        free_secret(a->client_id);
+        free_secret(a->client_secret);
+        free_secret(a->refresh_token);
+        free_secret(a->access_token);
         free(a->token_uri);
         pthread_mutex_destroy(&a->lock);
         free(a);

@@ -1320,12 +1320,8 @@ static void s3_close(struct run *r)
                 s3->books = sb->next;
                 sb_free(sb);
         }
-        if (s3->userpwd)
-                explicit_bzero(s3->userpwd, strlen(s3->userpwd));
-        if (s3->token_hdr)
-                explicit_bzero(s3->token_hdr, strlen(s3->token_hdr));
-        free(s3->userpwd);
-        free(s3->token_hdr);
+        free_secret(s3->userpwd);
+        free_secret(s3->token_hdr);
         free(s3->sigv4);
         free(s3->bucket);
         free(s3->prefix);

@@ -159,3 +159,11 @@ int remove_quire_parts(const char *dir)
         closedir(d);
         return removed;
 }
+
+void free_secret(char *s)
+{
+        if (s) {
+                explicit_bzero(s, strlen(s));
+                free(s);
+        }
+}

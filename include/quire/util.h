@@ -25,6 +25,9 @@ void hex_encode(const uint8_t *in, size_t len, char *out);
 /* UTC ISO 8601, "2026-11-29T02:40:00Z" (21 bytes with NUL). */
 void utc_iso8601(char out[21]);
 
+/* Wipes a secret string (passphrase, token, key) and frees it; NULL is fine. */
+void free_secret(char *s);
+
 /* Removes the "*.quire-part" files a killed run left in dir; returns how many, or -errno
  * when dir cannot be read (-ENOENT when it does not exist). */
 int remove_quire_parts(const char *dir);

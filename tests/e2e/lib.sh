@@ -46,6 +46,19 @@ expect_exit() {
 	local rc=$?
 	if [ "$rc" -eq "$want" ]; then pass "$name"; else fail "$name" "exit $rc, wanted $want"; fi
 }
+# whole_or_absent DIR: every file in DIR is a whole, byte-exact book (its plaintext in
+# $T/plain); prints their count, fails on a stray or partial file.
+whole_or_absent() {
+	local f n=0
+	for f in "$1"/*; do
+		[ -e "$f" ] || continue
+		case $f in *.tar.gz) ;; *) echo "stray $f" >&2; return 1 ;; esac
+		cmp -s "$f" "$T/plain/$(basename "$f")" || { echo "partial $f" >&2; return 1; }
+		n=$((n + 1))
+	done
+	echo "$n"
+}
+
 same_file() {
 	if cmp -s "$2" "$3"; then pass "$1"; else fail "$1" "$2 and $3 differ"; fi
 }

@@ -19,17 +19,6 @@ start_quire() {
 	QPID=$!
 }
 
-# whole_or_absent DIR: every file in DIR is a whole, byte-exact book (prints the count).
-whole_or_absent() {
-	local f n=0
-	for f in "$1"/*; do
-		[ -e "$f" ] || continue
-		case $f in *.tar.gz) ;; *) echo "stray $f" >&2; return 1 ;; esac
-		cmp -s "$f" "$T/plain/$(basename "$f")" || { echo "partial $f" >&2; return 1; }
-		n=$((n + 1))
-	done
-	echo "$n"
-}
 
 # wait_count FILE REGEX N [SECONDS]: wait until N lines of FILE match REGEX.
 wait_count() {
