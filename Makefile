@@ -58,9 +58,13 @@ ASAN_VARS := BUILD=build/asan OPT=-O1 \
 asan:
 	$(MAKE) $(ASAN_VARS) all unit
 
+# The queue's stress test, and the whole engine on one end-to-end suite, under TSan.
 tsan:
-	$(MAKE) BUILD=build/tsan CC=clang SAN='-fsanitize=thread' OPT=-O1 build/tsan/tests/test_mpmc
+	$(MAKE) BUILD=build/tsan CC=clang SAN='-fsanitize=thread' OPT=-O1 build/tsan/tests/test_mpmc \
+		build/tsan/quire
 	TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/test_mpmc
+	$(MAKE) helpers
+	TSAN_OPTIONS=halt_on_error=1 tests/e2e/run.sh build/tsan/quire tests/e2e/test_run.sh
 
 FUZZ_SECONDS ?= 60
 fuzz: $(BUILD)/fuzz_pgp

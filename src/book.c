@@ -452,6 +452,8 @@ static void fetch_begin(struct book *b)
         b->write_error = 0;
         b->feed_error = 0;
         b->src_waiting = false;
+        b->key_tried = false;
+        b->key_waiting = false;
         for (unsigned i = 0; i < BOOK_WBUFS; i++)
                 b->wbufs[i].len = 0;
         int err = staging_open(b);

@@ -639,12 +639,13 @@ int cmd_run(int argc, char **argv)
         progress_init(r, feeder_count(r->cfg.barcodes_path));
         r->workers = calloc(r->nworkers, sizeof *r->workers);
         r->start_ns = now_ns();
-        if (!r->workers || workers_start(r) < 0) {
+        if (!r->workers || keypool_start(r, r->nworkers) < 0 || workers_start(r) < 0) {
                 qlog("cannot start worker threads");
                 exit(EXIT_USAGE); /* threads may be running: no orderly teardown */
         }
         main_loop(&m, f, sfd);
         workers_join(r);
+        keypool_stop(r);
         progress_print(r, "summary");
         int rc = run_exit_status(&m);
         free(r->workers);

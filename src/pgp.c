@@ -99,6 +99,7 @@ struct pgp_dec {
         size_t passlen;
         struct hasher h;
         struct msg m;
+        struct pgp_key_job offer; /* a key derived beside the decryptor, for this message */
 };
 
 __attribute__((format(printf, 3, 4))) static int fail(struct pgp_dec *d, int code, const char *fmt,
@@ -564,6 +565,14 @@ static int skesk_unwrap(struct pgp_dec *d, const struct pgp_cipher *ci, const ui
         return ok ? 0 : -1;
 }
 
+static bool offer_matches(const struct pgp_key_job *o, const struct pgp_s2k *s,
+                          const struct pgp_cipher *ci)
+{
+        return o->ready && o->s2k_type == s->type && o->hash == s->hash && o->cipher == ci->id &&
+               o->keylen == ci->keylen && (s->type == 0 || !memcmp(o->salt, s->salt, 8)) &&
+               (s->type != 3 || o->count == s->count);
+}
+
 static int skesk_parse(struct pgp_dec *d)
 {
         struct msg *m = &d->m;
@@ -582,8 +591,10 @@ static int skesk_parse(struct pgp_dec *d)
         const struct pgp_cipher *ci = pgp_cipher_by_id(b[1]);
         uint8_t key[PGP_MAX_KEY];
         struct cand *c = &m->cand[m->ncand];
-        if (pgp_s2k_derive(&s, d->md[s.hash], d->s2k, d->scratch, SCRATCH, d->pass, d->passlen, key,
-                           ci->keylen, d->s2k_limit))
+        if (offer_matches(&d->offer, &s, ci))
+                memcpy(key, d->offer.key, ci->keylen);
+        else if (pgp_s2k_derive(&s, d->md[s.hash], d->s2k, d->scratch, SCRATCH, d->pass, d->passlen,
+                                key, ci->keylen, d->s2k_limit))
                 return fail(d, PGP_ENOMEM, "S2K hash failed");
         if (off == m->pktlen) {
                 c->algo = ci->id;
@@ -846,6 +857,7 @@ void pgp_free(struct pgp_dec *d)
         }
         explicit_bzero(d->pass, sizeof d->pass);
         explicit_bzero(&d->m, sizeof d->m);
+        explicit_bzero(&d->offer, sizeof d->offer);
         free(d->ptbuf);
         free(d->zout);
         free(d->scratch);
@@ -948,4 +960,79 @@ uint64_t pgp_bytes_in(const struct pgp_dec *d)
 uint64_t pgp_bytes_out(const struct pgp_dec *d)
 {
         return d->m.out;
+}
+
+/* ---- key derivation beside the decryptor ------------------------------------------- */
+
+/* The body of the leading packet when it is a symmetric-key packet (tag 3). gpg writes
+ * it with an old-format header; both formats are read, partial lengths are not (a
+ * symmetric-key packet never has them). */
+static const uint8_t *leading_skesk(const uint8_t *b, size_t len, size_t *body_len)
+{
+        if (len < 2 || !(b[0] & 0x80))
+                return NULL;
+        size_t hdr, n;
+        if (b[0] & 0x40) {
+                if ((b[0] & 0x3f) != 3 || b[1] >= 224)
+                        return NULL;
+                if (b[1] < 192) {
+                        hdr = 2, n = b[1];
+                } else {
+                        if (len < 3)
+                                return NULL;
+                        hdr = 3, n = ((size_t)(b[1] - 192) << 8) + b[2] + 192;
+                }
+        } else {
+                if (((b[0] >> 2) & 15) != 3 || (b[0] & 3) != 0)
+                        return NULL;
+                hdr = 2, n = b[1];
+        }
+        if (len < hdr + n)
+                return NULL;
+        *body_len = n;
+        return b + hdr;
+}
+
+int pgp_key_peek(const uint8_t *buf, size_t len, struct pgp_key_job *job)
+{
+        size_t n;
+        const uint8_t *b = leading_skesk(buf, len, &n);
+        memset(job, 0, sizeof *job);
+        if (!b || n < 4 || b[0] != 4)
+                return -1;
+        const struct pgp_cipher *ci = pgp_cipher_by_id(b[1]);
+        size_t need = b[2] == 0 ? 4 : b[2] == 1 ? 12 : b[2] == 3 ? 13 : 0;
+        if (!ci || !ci->evp || !need || n < need || !pgp_hash_name(b[3]))
+                return -1;
+        job->cipher = b[1];
+        job->keylen = ci->keylen;
+        job->s2k_type = b[2];
+        job->hash = b[3];
+        if (b[2])
+                memcpy(job->salt, b + 4, 8);
+        if (b[2] == 3)
+                job->count = (uint32_t)(16 + (b[12] & 15)) << ((b[12] >> 4) + 6);
+        return 0;
+}
+
+int pgp_key_derive(struct pgp_key_job *job, const char *pass, size_t passlen)
+{
+        static __thread uint8_t scratch[SCRATCH];
+        struct pgp_s2k s = {.type = job->s2k_type, .hash = job->hash, .count = job->count};
+        memcpy(s.salt, job->salt, 8);
+        EVP_MD *md = pgp_md_fetch(job->hash);
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        int rc = md && ctx && passlen + 8 <= SCRATCH / 2
+                     ? pgp_s2k_derive(&s, md, ctx, scratch, SCRATCH, (const uint8_t *)pass, passlen,
+                                      job->key, job->keylen, 0)
+                     : -1;
+        EVP_MD_CTX_free(ctx);
+        EVP_MD_free(md);
+        job->ready = rc == 0;
+        return rc == 0 ? 0 : -1;
+}
+
+void pgp_key_offer(struct pgp_dec *d, const struct pgp_key_job *job)
+{
+        d->offer = *job;
 }

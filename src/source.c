@@ -47,6 +47,22 @@ static bool source_is_http(const char *tmpl)
         return !strncasecmp(tmpl, "http://", 7) || !strncasecmp(tmpl, "https://", 8);
 }
 
+/* ---- key derivation beside the loop -------------------------------------------------- */
+
+/* The first bytes of a message name its S2K: when they do, the key is derived by the
+ * key pool while this worker serves its other transfers, and these bytes wait. */
+static bool key_beside(struct book *b, const uint8_t *p, size_t len)
+{
+        if (b->key_tried)
+                return false;
+        b->key_tried = true;
+        if (!b->w->run->keypool || pgp_key_peek(p, len, &b->key_job) < 0)
+                return false; /* the decryptor derives it inline */
+        b->key_waiting = true;
+        keypool_submit(b);
+        return true;
+}
+
 /* ---- HTTP(S) ----------------------------------------------------------------------- */
 
 /* Header lines: the status of each response (redirects and 100 Continue come first),
@@ -85,6 +101,8 @@ static size_t on_http_body(char *p, size_t size, size_t nmemb, void *ud)
         b->last_byte_ns = now_ns();
         if (b->http_status != 200)
                 return len; /* an error page: read and dropped, the status decides */
+        if (key_beside(b, (const uint8_t *)p, len))
+                return CURL_WRITEFUNC_PAUSE; /* handed over again by source_key_ready() */
         if (book_staging_room(b) < len + STAGING_SLACK) {
                 /* Staging writes still in flight: libcurl keeps these bytes, stops reading
                  * the socket, and hands them over again once source_resume() unpauses. */
@@ -103,7 +121,7 @@ static int on_http_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl
 {
         struct book *b = ud;
         uint64_t limit = (uint64_t)b->w->run->cfg.stall_timeout_s * 1000000000u;
-        if (b->src_waiting) {
+        if (b->src_waiting || b->key_waiting) {
                 b->last_byte_ns = now_ns();
                 return 0;
         }
@@ -239,6 +257,10 @@ static void on_file_read(struct loop_op *op, int res)
         struct source_result end = {0};
         if (res > 0) {
                 b->src_off += (uint64_t)res;
+                if (key_beside(b, b->rbuf, (size_t)res)) {
+                        b->key_wait_len = (size_t)res;
+                        return;
+                }
                 if (book_feed(b, b->rbuf, (size_t)res) == 0) {
                         file_read_next(b);
                         return;
@@ -296,6 +318,25 @@ void source_begin(struct book *b)
         }
 }
 
+void source_key_ready(struct book *b)
+{
+        b->key_waiting = false;
+        if (b->key_job.ready)
+                pgp_key_offer(b->dec, &b->key_job);
+        explicit_bzero(&b->key_job, sizeof b->key_job);
+        if (source_is_http(b->w->run->cfg.source)) {
+                curl_easy_pause(b->dl.easy, CURLPAUSE_CONT);
+                return;
+        }
+        if (book_feed(b, b->rbuf, b->key_wait_len) == 0) {
+                file_read_next(b);
+                return;
+        }
+        struct source_result end = {0};
+        file_close(b);
+        book_download_done(b, &end);
+}
+
 void source_resume(struct book *b)
 {
         if (source_is_http(b->w->run->cfg.source))
@@ -306,6 +347,7 @@ void source_resume(struct book *b)
 
 void source_abort(struct book *b)
 {
+        b->key_waiting = false;
         if (source_is_http(b->w->run->cfg.source)) {
                 worker_remove_xfer(b->w, &b->dl);
         } else {

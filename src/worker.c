@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "quire/mpmc.h"
+#include "quire/source.h"
 #include "quire/util.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
@@ -163,8 +165,8 @@ static void worker_refill(struct worker *w)
         bool took = false;
         for (unsigned i = 0; i < w->nbooks && w->busy_books < w->nbooks; i++) {
                 struct book *b = &w->books[i];
-                if (b->state != BOOK_IDLE || b->writes_pending)
-                        continue; /* a failed book's last writes still own its buffers */
+                if (b->state != BOOK_IDLE || b->writes_pending || atomic_load(&b->key_inflight))
+                        continue; /* a failed book's last writes or key job still own it */
                 if (atomic_load(&r->aborting) || atomic_load(&r->failure_stop))
                         break;
                 struct queue_item item;
@@ -185,6 +187,12 @@ static void worker_refill(struct worker *w)
 
 void worker_pump(struct worker *w)
 {
+        for (unsigned i = 0; i < w->nbooks; i++) {
+                struct book *b = &w->books[i];
+                if (b->key_waiting && !atomic_load(&b->key_inflight) &&
+                    b->state == BOOK_DOWNLOADING)
+                        source_key_ready(b);
+        }
         for (unsigned i = 0; i < w->nbooks; i++)
                 if (w->books[i].state == BOOK_WAIT_DOWNLOAD ||
                     w->books[i].state == BOOK_WAIT_UPLOAD)
@@ -285,6 +293,11 @@ static void worker_teardown(struct worker *w)
                 if (loop_run(w->loop, 100000000u) < 0)
                         break;
         }
+        /* A key pool thread may still be writing a book's key job (it skips the work
+         * when the run aborts, so this is short). */
+        for (unsigned i = 0; i < w->nbooks; i++)
+                while (atomic_load(&w->books[i].key_inflight))
+                        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
         for (unsigned i = 0; i < w->nbooks; i++)
                 book_destroy(&w->books[i]);
         if (w->multi)

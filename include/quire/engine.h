@@ -18,6 +18,7 @@
 
 #include "quire/feeder.h"
 #include "quire/loop.h"
+#include "quire/pgp.h"
 #include "quire/status.h"
 
 struct pgp_dec;
@@ -25,6 +26,7 @@ struct mpmc;
 struct journal;
 struct run;
 struct book;
+struct keypool;
 
 struct run_config {
         const char *source; /* template with {barcode}: http(s)://, file://, or a path */
@@ -187,6 +189,11 @@ struct book {
         struct curl_slist *req_headers; /* this request's credentials (auth.h) */
         uint64_t last_byte_ns;          /* stall detection: when the source last sent */
         bool stalled;
+        /* The key derived beside the loop (keypool.c): the first bytes wait meanwhile. */
+        struct pgp_key_job key_job;
+        atomic_bool key_inflight; /* a pool thread owns key_job */
+        bool key_tried, key_waiting;
+        size_t key_wait_len; /* file source: bytes in rbuf to feed once the key is there */
         unsigned auth_gen;
         unsigned retry_after_s;
         int feed_error; /* pgp error that stopped the transfer */
@@ -208,6 +215,7 @@ struct book {
 
 struct run {
         struct run_config cfg;
+        struct keypool *keypool;
         struct auth *auth;
         const struct sink *sink;
         void *sink_state;
@@ -255,6 +263,13 @@ void workers_join(struct run *r);
 /* Adds an easy handle to the worker's multi; its completion calls x->done. */
 void worker_add_xfer(struct worker *w, struct xfer *x);
 void worker_remove_xfer(struct worker *w, struct xfer *x);
+
+/* Key derivation beside the loops (keypool.c): one job per book at most. */
+int keypool_start(struct run *r, unsigned nthreads);
+/* Queues b->key_job; a pool thread derives it, clears key_inflight and kicks b's worker. */
+void keypool_submit(struct book *b);
+/* Joins the pool threads; after the workers (their books) are done. */
+void keypool_stop(struct run *r);
 
 /* Book slots (book.c) */
 int book_init(struct book *b, struct worker *w);

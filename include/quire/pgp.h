@@ -11,6 +11,7 @@
 #ifndef QUIRE_PGP_H
 #define QUIRE_PGP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,26 @@ int pgp_set_mdc_thread(struct pgp_dec *d);
  * default). Keys derived under a cap differ from OpenPGP's, so never use it elsewhere;
  * it survives pgp_reset. */
 void pgp_set_s2k_limit(struct pgp_dec *d, uint64_t max_bytes);
+
+/* Deriving the key beside the decryptor. The iterated S2K costs ~40 ms of a core per book
+ * at gpg's default count; an event loop that derives inline stops serving its other
+ * transfers meanwhile. So: pgp_key_peek() reads the S2K of a message's leading
+ * symmetric-key packet from its first bytes, pgp_key_derive() computes the key on any
+ * thread, and pgp_key_offer() hands it to the decryptor (after pgp_reset), which then uses
+ * it instead of deriving when the packet it parses matches. Without an offer, or when it
+ * does not match, the decryptor derives the key itself: the offer only saves time. */
+struct pgp_key_job {
+        uint8_t s2k_type, hash, cipher, keylen;
+        uint8_t salt[8];
+        uint32_t count;
+        uint8_t key[32];
+        bool ready;
+};
+/* 0 when buf starts with a v4 symmetric-key packet quire can derive for, else -1. */
+int pgp_key_peek(const uint8_t *buf, size_t len, struct pgp_key_job *job);
+/* Sets job->key and job->ready; 0 or -1. Thread-safe. */
+int pgp_key_derive(struct pgp_key_job *job, const char *pass, size_t passlen);
+void pgp_key_offer(struct pgp_dec *d, const struct pgp_key_job *job);
 
 /* Counters of the current message. */
 uint64_t pgp_bytes_in(const struct pgp_dec *d);
