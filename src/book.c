@@ -189,7 +189,8 @@ static void staging_uncount(struct book *b)
         struct run *r = b->w->run;
         atomic_fetch_sub(&r->staging_used, b->staged_counted);
         b->staged_counted = 0;
-        if (r->cfg.staging_max)
+        /* Space came back: downloads held by a full staging disk may start again. */
+        if (atomic_exchange(&r->staging_full, false) || r->cfg.staging_max)
                 wake_download_waiters(r);
 }
 
@@ -197,7 +198,10 @@ static void staging_uncount(struct book *b)
  * undersized limit slows the run instead of stopping it). */
 static bool staging_has_room(const struct run *r)
 {
-        return !r->cfg.staging_max || atomic_load(&r->staging_used) < r->cfg.staging_max;
+        uint64_t used = atomic_load(&r->staging_used);
+        if (used && atomic_load(&r->staging_full))
+                return false; /* the staging disk filled up: wait until a book leaves it */
+        return !r->cfg.staging_max || used < r->cfg.staging_max;
 }
 
 static void staging_remove(struct book *b)
@@ -310,12 +314,18 @@ static void book_finish(struct book *b, bool ok, bool run_level, const char *det
 static void book_failed(struct book *b, bool transient, bool run_level, bool upload,
                         const char *detail);
 
-/* A staging write failed: a full disk is worth a retry, anything else is not. */
+/* A staging write failed: a full disk is worth a retry, anything else is not. While other
+ * books hold staging space, a full disk pauses new downloads until one of them leaves,
+ * and this book waits for that too without spending a retry: the others' space will
+ * come back. Alone on a full disk, the book only has its retries. */
 static void staging_failed(struct book *b, int err)
 {
         static __thread char msg[sizeof b->staging_path + 64];
+        struct run *r = b->w->run;
+        bool full = err == -ENOSPC || err == -EDQUOT;
+        b->space_wait = full && atomic_load(&r->staging_used) > b->staged_counted;
         snprintf(msg, sizeof msg, "staging %s: %s", b->staging_path, strerror(-err));
-        book_failed(b, err == -ENOSPC || err == -EDQUOT || err == -EMFILE, true, false, msg);
+        book_failed(b, full || err == -EMFILE, true, false, msg);
 }
 
 static void wait_download(struct book *b);
@@ -351,7 +361,10 @@ static void book_failed(struct book *b, bool transient, bool run_level, bool upl
                         const char *detail)
 {
         struct run *r = b->w->run;
-        if (!transient || b->attempt >= r->cfg.retries || atomic_load(&r->aborting)) {
+        bool space_wait = b->space_wait;
+        b->space_wait = false;
+        if (!transient || (b->attempt >= r->cfg.retries && !space_wait) ||
+            atomic_load(&r->aborting)) {
                 if (transient && b->attempt)
                         snprintf(b->detail, sizeof b->detail, "%s (after %u retries)", detail,
                                  b->attempt);
@@ -360,10 +373,17 @@ static void book_failed(struct book *b, bool transient, bool run_level, bool upl
                 book_finish(b, false, run_level, b->detail);
                 return;
         }
-        b->attempt++;
         b->retry_upload = upload;
         if (!upload)
                 staging_remove(b);
+        if (space_wait) {
+                atomic_store(&r->staging_full, true); /* after this book's space is freed */
+                qlog("%s: %s; waiting for staging space", b->item.barcode, detail);
+                set_stage(b, BOOK_BACKOFF);
+                loop_timer(b->w->loop, &b->timer, backoff_ns(1, 0));
+                return;
+        }
+        b->attempt++;
         uint64_t delay = backoff_ns(b->attempt, b->retry_after_s);
         qlog("%s: attempt %u failed (%s); retrying in %.1f s", b->item.barcode, b->attempt, detail,
              (double)delay / 1e9);

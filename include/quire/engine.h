@@ -206,6 +206,7 @@ struct book {
         uint64_t started_ns, dl_started_ns, ul_started_ns;
         bool holds_download, holds_upload;
         bool retry_upload; /* the backoff leads back to the upload, the staging file kept */
+        bool space_wait;   /* the failure was a full staging disk others will free */
         /* sink's per-book state */
         struct xfer ul;
         struct loop_op sink_op;
@@ -225,6 +226,7 @@ struct run {
         struct stats stats;
         struct slots downloads, uploads;
         atomic_uint_fast64_t staging_used; /* staged plaintext bytes, for --staging-max */
+        atomic_bool staging_full;          /* ENOSPC with other books staged: hold downloads */
         atomic_bool intake_closed;         /* no more barcodes will be queued */
         atomic_bool aborting;              /* second signal: drop everything in flight */
         atomic_uint consecutive_failures;
