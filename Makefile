@@ -12,13 +12,17 @@ QCFLAGS  := $(CFLAGS) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-para
 LDLIBS   := -luring -lcurl -lcrypto -lz -lbz2 -ljansson -lpthread
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
-PROG_SRC := src/main.c
-LIB_SRC  := $(filter-out $(PROG_SRC),$(wildcard src/*.c))
+# Layers, lowest first: a layer may include its own headers and those of the layers
+# below it, never above (make check-layers). cli is the program, not part of libquire.a.
+LAYERS   := base pgp engine io
+LIB_SRC  := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c src/$(l)/*/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+CLI_SRC  := $(wildcard src/cli/*.c)
+CLI_OBJ  := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps demo test unit helpers check-unit e2e lint format fuzz tsan asan bench clean
+.PHONY: all deps demo test unit helpers check-unit e2e lint check-layers format fuzz tsan asan bench clean
 
 all: $(BUILD)/quire
 
@@ -29,7 +33,7 @@ $(BUILD)/obj/%.o: src/%.c
 $(BUILD)/libquire.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
-$(BUILD)/quire: $(BUILD)/obj/main.o $(BUILD)/libquire.a
+$(BUILD)/quire: $(CLI_OBJ) $(BUILD)/libquire.a
 	$(CC) $(QCFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libquire.a
@@ -73,18 +77,21 @@ fuzz: $(BUILD)/fuzz_pgp
 		-print_final_stats=1 $(BUILD)/fuzz-corpus tests/fuzz/corpus
 
 # The harness needs only the decryptor.
-FUZZ_SRC := $(wildcard src/pgp*.c) src/cfb.c src/sha1x.c src/util.c
+FUZZ_SRC := $(wildcard src/pgp/*.c src/base/*.c)
 $(BUILD)/fuzz_pgp: tests/fuzz/fuzz_pgp.c $(FUZZ_SRC)
 	@mkdir -p $(dir $@)
 	clang -O1 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
 		-o $@ $(filter %.c,$^) $(LDLIBS)
 
-C_FILES = $(wildcard src/*.c src/*.h include/quire/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c \
-	tests/helpers/*.c)
+C_FILES = $(wildcard src/*/*.c src/*/*.h src/*/*/*.c src/*/*/*.h include/quire/*/*.h tests/unit/*.c \
+	tests/unit/*.h tests/fuzz/*.c tests/helpers/*.c)
 format:
 	clang-format -i $(C_FILES)
 
-lint:
+check-layers:
+	@tools/check-layers $(LAYERS) cli
+
+lint: check-layers
 	clang-format --dry-run -Werror $(C_FILES)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 		--suppress=missingIncludeSystem -Iinclude -D_GNU_SOURCE src

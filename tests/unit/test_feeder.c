@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "quire/feeder.h"
+#include "quire/engine/feeder.h"
 
 #include <errno.h>
 #include <fcntl.h>

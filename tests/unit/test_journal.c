@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "quire/journal.h"
+#include "quire/engine/journal.h"
 
 #include <errno.h>
 #include <fcntl.h>

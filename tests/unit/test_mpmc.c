@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "quire/mpmc.h"
+#include "quire/engine/mpmc.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -1,6 +1,6 @@
 /* Unit tests of the decryptor through its library API, on the gpg-made messages of the
  * fuzz seed corpus (passphrase "quire-fuzz"; most hold `seq 1 3000`). */
-#include "quire/pgp.h"
+#include "quire/pgp/pgp.h"
 
 #include <errno.h>
 #include <setjmp.h>

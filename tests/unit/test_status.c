@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "quire/status.h"
+#include "quire/engine/status.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* Source credentials: a header file watched for changes, and OAuth2 token refresh. */
-#include "quire/auth.h"
+#include "quire/io/auth.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "quire/util.h"
+#include "quire/base/util.h"
 
 #define HEADER_FILE_MAX   (64 * 1024)
 #define DEFAULT_TOKEN_URI "https://oauth2.googleapis.com/token"

@@ -1,6 +1,6 @@
 /* The decryptor: packet stream (outer: session key and encrypted data packets; inner:
  * compressed and literal packets), MDC, errors. See include/quire/pgp.h for the use. */
-#include "quire/pgp.h"
+#include "quire/pgp/pgp.h"
 
 #include "pgp_int.h"
 

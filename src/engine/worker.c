@@ -1,7 +1,7 @@
 /* Worker threads: each owns an event loop (io_uring or epoll) and a libcurl multi handle
  * driven by curl_multi_socket_action from that loop, and a fixed set of book slots it
  * fills from the shared queue. */
-#include "quire/engine.h"
+#include "quire/engine/engine.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -12,9 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "quire/mpmc.h"
-#include "quire/source.h"
-#include "quire/util.h"
+#include "quire/engine/mpmc.h"
+#include "quire/io/source.h"
+#include "quire/base/util.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 #define SOCKS_PER_BOOK                4

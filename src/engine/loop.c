@@ -1,5 +1,5 @@
 /* Event loop backends: io_uring (preferred) and epoll (when io_uring is refused). */
-#include "quire/loop.h"
+#include "quire/engine/loop.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -11,7 +11,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "quire/util.h"
+#include "quire/base/util.h"
 
 #define TAG_PTR_MASK ((UINT64_C(1) << 48) - 1)
 

@@ -1,5 +1,5 @@
 /* quire bench: in-process throughput benchmarks (not tests: nothing here asserts a time). */
-#include "quire/cmds.h"
+#include "cmds.h"
 
 #include <stdio.h>
 #include <string.h>

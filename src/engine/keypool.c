@@ -3,12 +3,12 @@
  * meanwhile. Measured on 2 vCPUs, 20 books x 8 MB: the same run took 0.78 s with the
  * derivation off the loop's thread and 0.93 s on it. Jobs live in the book slots; the
  * queue holds at most one per slot, so it never grows. */
-#include "quire/engine.h"
+#include "quire/engine/engine.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
-#include "quire/pgp.h"
+#include "quire/pgp/pgp.h"
 
 struct keypool {
         pthread_mutex_t lock;

@@ -1,7 +1,7 @@
 /* One book's way through a worker: wait for a download slot, fetch and decrypt inline
  * into a staging file, verify the MDC, sync, wait for an upload slot, deliver, journal.
  * Transient failures go back through a backoff timer; permanent ones end the book. */
-#include "quire/engine.h"
+#include "quire/engine/engine.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,10 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "quire/journal.h"
-#include "quire/pgp.h"
-#include "quire/source.h"
-#include "quire/util.h"
+#include "quire/engine/journal.h"
+#include "quire/pgp/pgp.h"
+#include "quire/io/source.h"
+#include "quire/base/util.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 

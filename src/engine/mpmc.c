@@ -2,7 +2,7 @@
  * at position p the cell is free (seq == p) and a consumer at p that it is full
  * (seq == p + 1). Claiming a position is one CAS on head or tail; the element copy is then
  * private to the claimer until it publishes the cell with a release store. */
-#include "quire/mpmc.h"
+#include "quire/engine/mpmc.h"
 
 #include <errno.h>
 #include <stdalign.h>

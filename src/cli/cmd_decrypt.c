@@ -1,7 +1,7 @@
 /* quire decrypt: one OpenPGP message from a file or stdin to a file or stdout. */
-#include "quire/cmds.h"
-#include "quire/pgp.h"
-#include "quire/util.h"
+#include "cmds.h"
+#include "quire/pgp/pgp.h"
+#include "quire/base/util.h"
 
 #include <errno.h>
 #include <fcntl.h>

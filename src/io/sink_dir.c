@@ -1,7 +1,7 @@
 /* Destination: a local directory. A book appears only whole: the synced staging file is
  * renamed into place (copied to a temporary name first when staging is on another
  * filesystem), and the directory is synced before the journal may say "ok". */
-#include "quire/engine.h"
+#include "quire/engine/engine.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "quire/util.h"
+#include "quire/base/util.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 

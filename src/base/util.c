@@ -1,4 +1,4 @@
-#include "quire/util.h"
+#include "quire/base/util.h"
 
 #include <ctype.h>
 #include <dirent.h>

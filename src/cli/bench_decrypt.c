@@ -1,11 +1,11 @@
 /* quire bench decrypt: in-memory throughput of the streaming decryptor against the serial
  * EVP CFB path it replaces. Builds its own message (SKESK + SEIPD with MDC, the shape
  * `gpg --symmetric` writes for an already-compressed file), so it needs no gpg. */
-#include "quire/pgp.h"
-#include "quire/util.h"
+#include "quire/pgp/pgp.h"
+#include "quire/base/util.h"
 
-#include "pgp_int.h"
-#include "sha1x.h"
+#include "../pgp/pgp_int.h"
+#include "../pgp/sha1x.h"
 
 #include <getopt.h>
 #include <stdio.h>

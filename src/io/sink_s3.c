@@ -18,7 +18,7 @@
  * libcurl 7.88's SigV4 signs the query string as sent and computes no payload hash for
  * streamed bodies, so every URL carries its query sorted with "name=value" pairs, and every
  * request carries its own x-amz-content-sha256. */
-#include "quire/engine.h"
+#include "quire/engine/engine.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +32,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "quire/util.h"
+#include "quire/base/util.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 

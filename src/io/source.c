@@ -1,5 +1,5 @@
 /* The source side of a book: GET over HTTP(S) with libcurl, or reads of a local file. */
-#include "quire/source.h"
+#include "quire/io/source.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -11,9 +11,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "quire/auth.h"
-#include "quire/engine.h"
-#include "quire/util.h"
+#include "quire/io/auth.h"
+#include "quire/engine/engine.h"
+#include "quire/base/util.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 

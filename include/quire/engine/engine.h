@@ -16,10 +16,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "quire/feeder.h"
-#include "quire/loop.h"
-#include "quire/pgp.h"
-#include "quire/status.h"
+#include "quire/engine/feeder.h"
+#include "quire/engine/loop.h"
+#include "quire/pgp/pgp.h"
+#include "quire/engine/status.h"
 
 struct pgp_dec;
 struct mpmc;

@@ -3,10 +3,10 @@
  * line only costs a recheck. On open the file is streamed through a fixed buffer and the
  * delivered barcodes go into an open-addressing set whose strings live in one arena, so a
  * million-book journal costs tens of megabytes, not a node per book. */
-#include "quire/journal.h"
+#include "quire/engine/journal.h"
 
-#include "quire/feeder.h"
-#include "quire/util.h"
+#include "quire/engine/feeder.h"
+#include "quire/base/util.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,8 +1,8 @@
 /* quire bench queue: throughput of the MPMC queue with P producers and C consumers moving
  * elements the size of quire run's queue item through a queue of the run's default
  * size. Full and empty are met with sched_yield, as a worker with nothing else to do. */
-#include "quire/mpmc.h"
-#include "quire/util.h"
+#include "quire/engine/mpmc.h"
+#include "quire/base/util.h"
 
 #include <pthread.h>
 #include <sched.h>

@@ -1,7 +1,7 @@
 /* Barcodes in. The list may hold a million lines and come from a pipe, so it is read
  * through one fixed buffer; a line that does not fit is dropped on the way to its newline
  * and reported, never grown into. */
-#include "quire/feeder.h"
+#include "quire/engine/feeder.h"
 
 #include <errno.h>
 #include <fcntl.h>

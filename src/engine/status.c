@@ -1,7 +1,7 @@
 /* Status lines. Workers only bump relaxed atomics; the main thread snapshots them, turns
  * the snapshot into rates over a sliding window (a fixed ring, so nothing grows over a
  * days-long run) and formats a line. */
-#include "quire/status.h"
+#include "quire/engine/status.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -1,13 +1,13 @@
 /* Outcome accounting and status lines. Every finished book passes through
  * progress_count(), under one lock, so the line after the Nth book shows exactly N done
  * and the cadence holds however books finish in bursts across threads. */
-#include "quire/engine.h"
+#include "quire/engine/engine.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "quire/mpmc.h"
-#include "quire/util.h"
+#include "quire/engine/mpmc.h"
+#include "quire/base/util.h"
 
 void progress_init(struct run *r, int64_t total)
 {

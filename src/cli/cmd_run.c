@@ -1,7 +1,7 @@
 /* quire run: the main thread. Parses options, blocks the signals every thread must leave
  * to the signalfd, starts the workers, feeds barcodes into the queue as a stream, prints
  * status lines, and drains (first signal) or aborts (second). */
-#include "quire/cmds.h"
+#include "cmds.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -16,12 +16,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "quire/auth.h"
-#include "quire/engine.h"
-#include "quire/feeder.h"
-#include "quire/journal.h"
-#include "quire/mpmc.h"
-#include "quire/util.h"
+#include "quire/io/auth.h"
+#include "quire/engine/engine.h"
+#include "quire/engine/feeder.h"
+#include "quire/engine/journal.h"
+#include "quire/engine/mpmc.h"
+#include "quire/base/util.h"
 
 #define EXIT_USAGE  2
 #define EXIT_SIGNAL 130

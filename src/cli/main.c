@@ -1,6 +1,6 @@
 /* quire: moves encrypted book archives to where a library keeps them, decrypting inline. */
-#include "quire/cmds.h"
-#include "quire/util.h"
+#include "cmds.h"
+#include "quire/base/util.h"
 
 #include <stdio.h>
 #include <string.h>
