@@ -146,10 +146,11 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
         return 0;
 }
 
-void worker_add_xfer(struct worker *w, struct xfer *x)
+int worker_add_xfer(struct worker *w, struct xfer *x)
 {
         curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
-        curl_multi_add_handle(w->multi, x->easy);
+        CURLMcode mc = curl_multi_add_handle(w->multi, x->easy);
+        return mc == CURLM_OK ? 0 : mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
 }
 
 void worker_remove_xfer(struct worker *w, struct xfer *x)

@@ -20,6 +20,7 @@
 #include "quire/engine/loop.h"
 #include "quire/pgp/pgp.h"
 #include "quire/engine/status.h"
+#include "quire/engine/worker.h"
 
 struct pgp_dec;
 struct mpmc;
@@ -75,12 +76,6 @@ struct queue_item {
         char barcode[BARCODE_MAX + 1];
 };
 
-/* A libcurl transfer driven by a worker's multi handle; done() is called once when
- * libcurl reports the transfer finished (the handle is already removed from the multi). */
-struct xfer {
-        CURL *easy;
-        void (*done)(struct xfer *x, CURLcode rc);
-};
 
 /* One-shot poll entry for a socket libcurl asked us to watch. */
 struct sock {
@@ -262,9 +257,6 @@ void worker_pump_soon(struct worker *w);
 /* Starts the worker threads; each builds its loop and curl multi inside the thread. */
 int workers_start(struct run *r);
 void workers_join(struct run *r);
-/* Adds an easy handle to the worker's multi; its completion calls x->done. */
-void worker_add_xfer(struct worker *w, struct xfer *x);
-void worker_remove_xfer(struct worker *w, struct xfer *x);
 
 /* Key derivation beside the loops (keypool.c): one job per book at most. */
 int keypool_start(struct run *r, unsigned nthreads);
