@@ -76,7 +76,6 @@ struct queue_item {
         char barcode[BARCODE_MAX + 1];
 };
 
-
 /* One-shot poll entry for a socket libcurl asked us to watch. */
 struct sock {
         struct loop_op op;
