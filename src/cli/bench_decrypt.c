@@ -185,39 +185,19 @@ struct bopts {
         uint64_t size, chunk, rounds, cipher;
 };
 
-/* 0 to go on, else the exit status. */
-static int parse(int argc, char **argv, struct bopts *o)
+static int set_option(void *ctx, int key, const char *arg)
 {
         const struct cmd_spec *c = &bench_decrypt_spec;
-        struct opts_parser p;
-        opts_init(&p, c, argc, argv);
-        const char *arg;
-        for (int k; (k = opts_next(&p, &arg)) != OPTS_END;) {
-                int r = 0;
-                switch (k) {
-                case OPTS_HELP:
-                        return -1;
-                case OPTS_USAGE:
-                        return 2;
-                case BD_SIZE:
-                        r = opts_size(c, k, arg, 1, (3ull << 30) - 1, &o->size);
-                        break;
-                case BD_CHUNK:
-                        r = opts_size(c, k, arg, 1, 1u << 30, &o->chunk);
-                        break;
-                case BD_CIPHER:
-                        r = opts_count(c, k, arg, 1, 255, &o->cipher);
-                        break;
-                case BD_ROUNDS:
-                        r = opts_count(c, k, arg, 1, 1000, &o->rounds);
-                        break;
-                }
-                if (r)
-                        return 2;
-        }
-        if (p.next < argc) {
-                (void)opts_usage_error(c, 0, "unexpected argument '%s'", argv[p.next]);
-                return 2;
+        struct bopts *o = ctx;
+        switch (key) {
+        case BD_SIZE:
+                return opts_size(c, key, arg, 1, (3ull << 30) - 1, &o->size);
+        case BD_CHUNK:
+                return opts_size(c, key, arg, 1, 1u << 30, &o->chunk);
+        case BD_CIPHER:
+                return opts_count(c, key, arg, 1, 255, &o->cipher);
+        case BD_ROUNDS:
+                return opts_count(c, key, arg, 1, 1000, &o->rounds);
         }
         return 0;
 }
@@ -252,9 +232,9 @@ static double gbps(uint64_t bytes, double ns)
 int bench_decrypt(int argc, char **argv)
 {
         struct bopts o = {.size = 256u << 20, .chunk = 1u << 20, .rounds = 5, .cipher = 9};
-        int pr = parse(argc, argv, &o);
-        if (pr)
-                return pr < 0 ? 0 : pr;
+        int next = opts_parse(&bench_decrypt_spec, argc, argv, set_option, &o);
+        if (next < 0)
+                return opts_exit_status(next);
         struct msgbuf m = {0};
         struct pgp_dec *d = NULL, *d2 = NULL;
         uint8_t *out = malloc(o.chunk);

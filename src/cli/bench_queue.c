@@ -113,6 +113,27 @@ static const struct opt bench_queue_opts[] = {
     {0},
 };
 
+struct bench_args {
+        uint64_t producers, consumers, items, capacity;
+};
+
+static int set_option(void *ctx, int key, const char *arg)
+{
+        const struct cmd_spec *c = &bench_queue_spec;
+        struct bench_args *a = ctx;
+        switch (key) {
+        case BQ_PRODUCERS:
+                return opts_count(c, key, arg, 1, 256, &a->producers);
+        case BQ_CONSUMERS:
+                return opts_count(c, key, arg, 1, 256, &a->consumers);
+        case BQ_ITEMS:
+                return opts_count(c, key, arg, 1, 1ull << 40, &a->items);
+        case BQ_CAPACITY:
+                return opts_count(c, key, arg, 1, 1ull << 24, &a->capacity);
+        }
+        return 0;
+}
+
 const struct cmd_spec bench_queue_spec = {
     .name = "bench queue",
     .summary = "throughput of the MPMC queue",
@@ -125,38 +146,12 @@ const struct cmd_spec bench_queue_spec = {
 
 int bench_queue(int argc, char **argv)
 {
-        const struct cmd_spec *c = &bench_queue_spec;
-        uint64_t producers = 0, consumers = 0, items = 4000000, capacity = 100;
-        struct opts_parser p;
-        opts_init(&p, c, argc, argv);
-        const char *arg;
-        for (int k; (k = opts_next(&p, &arg)) != OPTS_END;) {
-                int r = 0;
-                switch (k) {
-                case OPTS_HELP:
-                        return 0;
-                case OPTS_USAGE:
-                        return 2;
-                case BQ_PRODUCERS:
-                        r = opts_count(c, k, arg, 1, 256, &producers);
-                        break;
-                case BQ_CONSUMERS:
-                        r = opts_count(c, k, arg, 1, 256, &consumers);
-                        break;
-                case BQ_ITEMS:
-                        r = opts_count(c, k, arg, 1, 1ull << 40, &items);
-                        break;
-                case BQ_CAPACITY:
-                        r = opts_count(c, k, arg, 1, 1ull << 24, &capacity);
-                        break;
-                }
-                if (r)
-                        return 2;
-        }
-        if (p.next < argc) {
-                (void)opts_usage_error(c, 0, "unexpected argument '%s'", argv[p.next]);
-                return 2;
-        }
+        struct bench_args a = {.items = 4000000, .capacity = 100};
+        int next = opts_parse(&bench_queue_spec, argc, argv, set_option, &a);
+        if (next < 0)
+                return opts_exit_status(next);
+        uint64_t producers = a.producers, consumers = a.consumers, items = a.items,
+                 capacity = a.capacity;
         if (producers || consumers)
                 return bench_one(producers ? (int)producers : 1, consumers ? (int)consumers : 1,
                                  items, capacity);

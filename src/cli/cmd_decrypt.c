@@ -38,6 +38,7 @@ const struct cmd_spec cmd_decrypt_spec = {
     .name = "decrypt",
     .operands = "[IN|-]",
     .operand_values = OPT_FILE,
+    .max_operands = 1,
     .summary = "one message, like gpg --decrypt",
     .description = "Decrypts a message made by `gpg --symmetric` from IN (standard input by "
                    "default) and writes its literal data, byte-identical to `gpg --decrypt`.",
@@ -178,43 +179,26 @@ struct opts {
         uint64_t feed, threads;
 };
 
-/* 0 to go on, else the exit status. */
-static int parse_opts(int argc, char **argv, struct opts *o)
+static int set_option(void *ctx, int key, const char *arg)
 {
         const struct cmd_spec *c = &cmd_decrypt_spec;
-        struct opts_parser p;
-        opts_init(&p, c, argc, argv);
-        const char *arg;
-        for (int k; (k = opts_next(&p, &arg)) != OPTS_END;) {
-                int r = 0;
-                unsigned threads;
-                switch (k) {
-                case OPTS_HELP:
-                        return -1;
-                case OPTS_USAGE:
-                        return 2;
-                case DEC_PASSFILE:
-                        o->passfile = arg;
-                        break;
-                case DEC_OUT:
-                        o->out = arg;
-                        break;
-                case DEC_FEED:
-                        r = opts_size(c, k, arg, 1, READ_BUF, &o->feed);
-                        break;
-                case DEC_THREADS:
-                        r = opts_choice(c, k, arg, &threads);
-                        o->threads = r ? 0 : threads + 1;
-                        break;
-                }
-                if (r)
-                        return 2;
+        struct opts *o = ctx;
+        unsigned threads;
+        switch (key) {
+        case DEC_PASSFILE:
+                o->passfile = arg;
+                return 0;
+        case DEC_OUT:
+                o->out = arg;
+                return 0;
+        case DEC_FEED:
+                return opts_size(c, key, arg, 1, READ_BUF, &o->feed);
+        case DEC_THREADS:
+                if (opts_choice(c, key, arg, &threads))
+                        return OPTS_USAGE;
+                o->threads = threads + 1;
+                return 0;
         }
-        if (argc - p.next > 1) {
-                (void)opts_usage_error(c, 0, "one input at most, got '%s' too", argv[p.next + 1]);
-                return 2;
-        }
-        o->in = p.next < argc ? argv[p.next] : "-";
         return 0;
 }
 
@@ -254,9 +238,10 @@ static int run(struct pgp_dec *d, const struct opts *op, int in, const char *nam
 int cmd_decrypt(int argc, char **argv)
 {
         struct opts op = {.threads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1};
-        int pr = parse_opts(argc, argv, &op);
-        if (pr)
-                return pr < 0 ? 0 : pr;
+        int next = opts_parse(&cmd_decrypt_spec, argc, argv, set_option, &op);
+        if (next < 0)
+                return opts_exit_status(next);
+        op.in = next < argc ? argv[next] : "-";
         if (!op.passfile && !getenv("QUIRE_PASSPHRASE")) {
                 qlog("no passphrase: give --passphrase-file FILE or set QUIRE_PASSPHRASE");
                 return 2;

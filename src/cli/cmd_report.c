@@ -29,6 +29,8 @@ const struct cmd_spec cmd_report_spec = {
     .name = "report",
     .operands = "JOURNAL|-",
     .operand_values = OPT_FILE,
+    .min_operands = 1,
+    .max_operands = 1,
     .summary = "summarise a journal: outcomes, failures by reason, rates",
     .description =
         "Reads a journal that quire run wrote (every run that shared it) as a stream and "
@@ -48,49 +50,28 @@ struct report_args {
         uint64_t top, pause_s;
 };
 
-/* 0 to go on, else the exit status. */
-static int parse(int argc, char **argv, struct report_args *a)
+static int set_option(void *ctx, int key, const char *arg)
 {
         const struct cmd_spec *c = &cmd_report_spec;
-        struct opts_parser p;
-        opts_init(&p, c, argc, argv);
-        const char *arg;
-        for (int k; (k = opts_next(&p, &arg)) != OPTS_END;) {
-                int r = 0;
-                switch (k) {
-                case OPTS_HELP:
-                        return -1;
-                case OPTS_USAGE:
-                        return 2;
-                case REP_FORMAT:
-                        r = opts_choice(c, k, arg, &a->json);
-                        break;
-                case REP_TOP:
-                        r = opts_count(c, k, arg, 0, REPORT_MAX_TOP, &a->top);
-                        break;
-                case REP_PAUSE:
-                        r = opts_count(c, k, arg, 1, 365 * 86400, &a->pause_s);
-                        break;
-                }
-                if (r)
-                        return 2;
+        struct report_args *a = ctx;
+        switch (key) {
+        case REP_FORMAT:
+                return opts_choice(c, key, arg, &a->json);
+        case REP_TOP:
+                return opts_count(c, key, arg, 0, REPORT_MAX_TOP, &a->top);
+        case REP_PAUSE:
+                return opts_count(c, key, arg, 1, 365 * 86400, &a->pause_s);
         }
-        if (p.next != argc - 1) {
-                (void)opts_usage_error(c, 0,
-                                       p.next == argc ? "which journal? (a path, or -)"
-                                                      : "one journal at a time");
-                return 2;
-        }
-        a->path = argv[p.next];
         return 0;
 }
 
 int cmd_report(int argc, char **argv)
 {
         struct report_args a = {.top = 10, .pause_s = 600};
-        int pr = parse(argc, argv, &a);
-        if (pr)
-                return pr < 0 ? 0 : pr;
+        int next = opts_parse(&cmd_report_spec, argc, argv, set_option, &a);
+        if (next < 0)
+                return opts_exit_status(next);
+        a.path = argv[next];
         bool std_in = !strcmp(a.path, "-");
         const char *name = std_in ? "stdin" : a.path;
         int fd = std_in ? STDIN_FILENO : open(a.path, O_RDONLY | O_CLOEXEC);

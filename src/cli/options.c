@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <getopt.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -15,6 +16,17 @@
 #define HELP_WIDTH  80
 #define HELP_INDENT 27 /* where option descriptions start in --help */
 
+#define OPTS_END (-1)
+
+struct opts_parser {
+        const struct cmd_spec *cmd;
+        int argc;
+        char **argv;
+        int next; /* once opts_next returned OPTS_END: argv index of the first operand */
+        struct option longopts[OPTS_MAX + 2];
+        char shortopts[3 * OPTS_MAX + 4];
+};
+
 static const struct opt help_opt = {"help", OPTS_KEY_HELP, NULL, NULL, "Print this help and exit.",
                                     NULL,   NULL};
 
@@ -23,7 +35,7 @@ static bool is_short(int key)
         return key > ' ' && key < 127;
 }
 
-void opts_init(struct opts_parser *p, const struct cmd_spec *cmd, int argc, char **argv)
+static void opts_init(struct opts_parser *p, const struct cmd_spec *cmd, int argc, char **argv)
 {
         *p = (struct opts_parser){.cmd = cmd, .argc = argc, .argv = argv};
         size_t n = 0, s = 0;
@@ -47,7 +59,8 @@ void opts_init(struct opts_parser *p, const struct cmd_spec *cmd, int argc, char
         opterr = 0;
 }
 
-int opts_next(struct opts_parser *p, const char **arg)
+/* The next option's key, its value in *arg; OPTS_END, OPTS_HELP or OPTS_USAGE. */
+static int opts_next(struct opts_parser *p, const char **arg)
 {
         int k = getopt_long(p->argc, p->argv, p->shortopts, p->longopts, NULL);
         *arg = optarg;
@@ -68,6 +81,33 @@ int opts_next(struct opts_parser *p, const char **arg)
                                         k == ':' ? "missing value" : "unknown option");
         }
         return k;
+}
+
+int opts_parse(const struct cmd_spec *cmd, int argc, char **argv,
+               int (*set)(void *ctx, int key, const char *arg), void *ctx)
+{
+        struct opts_parser p;
+        opts_init(&p, cmd, argc, argv);
+        const char *arg;
+        for (int k; (k = opts_next(&p, &arg)) != OPTS_END;) {
+                if (k == OPTS_HELP || k == OPTS_USAGE)
+                        return k;
+                if (set(ctx, k, arg))
+                        return OPTS_USAGE;
+        }
+        int n = argc - p.next;
+        if (n > cmd->max_operands)
+                return opts_usage_error(cmd, 0, "unexpected argument '%s'",
+                                        argv[p.next + cmd->max_operands]);
+        if (n < cmd->min_operands)
+                return opts_usage_error(cmd, 0, "missing %s", cmd->operands);
+        return p.next;
+}
+
+int opts_exit_status(int parse_result)
+{
+        assert(parse_result == OPTS_HELP || parse_result == OPTS_USAGE);
+        return parse_result == OPTS_HELP ? 0 : 2;
 }
 
 const struct opt *opts_find(const struct cmd_spec *c, int key)

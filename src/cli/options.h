@@ -10,20 +10,17 @@
  *       {0},
  *   };
  *   const struct cmd_spec cmd_decrypt_spec = {"decrypt", "[IN|-]", ..., decrypt_opts, cmd_decrypt};
- * and parsing it:
- *   struct opts_parser p;
- *   opts_init(&p, &cmd_decrypt_spec, argc, argv);
- *   for (int k; (k = opts_next(&p, &arg)) != OPTS_END;) {
- *       if (k == OPTS_HELP) return 0;        help already printed on stdout
- *       if (k == OPTS_USAGE) return 2;       one line already printed on stderr
- *       switch (k) { case OPT_OUT: ... }
- *   }
- *   operands: argv[p.next .. argc)
+ * and parsing it, with a setter that stores each option (0, or OPTS_USAGE from the value
+ * parsers below):
+ *   static int set(void *ctx, int key, const char *arg) { switch (key) { ... } return 0; }
+ *   int next = opts_parse(&cmd_decrypt_spec, argc, argv, set, &opts);
+ *   if (next < 0)
+ *       return opts_exit_status(next);   0 after --help, 2 after a usage error
+ *   operands: argv[next .. argc), between the spec's min_operands and max_operands
  * --help (-h) is added to every command; do not declare it. */
 #ifndef QUIRE_CLI_OPTIONS_H
 #define QUIRE_CLI_OPTIONS_H
 
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -34,7 +31,7 @@
 
 struct opt {
         const char *name; /* long name, without "--" */
-        int key;          /* opts_next's answer; a letter is also the short option -key */
+        int key;          /* what set() gets (opts_parse); a letter is also the short option -key */
         const char *arg;  /* the value's placeholder ("N", "FILE"); NULL: a flag */
         const char *def;  /* the default as --help shows it; NULL: none, or the help says */
         const char *help; /* sentences, wrapped by the formatters; no markup */
@@ -54,34 +51,28 @@ struct opt {
 struct cmd_spec {
         const char *name;     /* "run", or "bench decrypt" for a command's subcommand */
         const char *operands; /* synopsis after [OPTIONS], e.g. "[BARCODES_FILE|-]"; or NULL */
-        const char *operand_values; /* completion of operands, as struct opt's values */
-        const char *summary;        /* one line for `quire --help` */
-        const char *description;    /* paragraphs separated by "\n\n"; no markup */
-        const struct opt *opts;     /* ends with {0} */
+        const char *operand_values;     /* completion of operands, as struct opt's values */
+        int min_operands, max_operands; /* opts_parse enforces them */
+        const char *summary;            /* one line for `quire --help` */
+        const char *description;        /* paragraphs separated by "\n\n"; no markup */
+        const struct opt *opts;         /* ends with {0} */
         /* Runs the command: argv[0] is its last word ("run", "decrypt"); returns the exit
          * status. */
         int (*main)(int argc, char **argv);
 };
 
-enum { OPTS_END = -1, OPTS_HELP = -2, OPTS_USAGE = -3 };
+enum { OPTS_HELP = -2, OPTS_USAGE = -3 };
 /* Reserved for --help/-h: no command declares it. */
 #define OPTS_KEY_HELP 'h'
 #define OPTS_MAX      64
 
-struct opts_parser {
-        const struct cmd_spec *cmd;
-        int argc;
-        char **argv;
-        int next; /* once opts_next returned OPTS_END: argv index of the first operand */
-        struct option longopts[OPTS_MAX + 2];
-        char shortopts[3 * OPTS_MAX + 4];
-};
-
-void opts_init(struct opts_parser *p, const struct cmd_spec *cmd, int argc, char **argv);
-/* The next option's key, its value in *arg (NULL for a flag); OPTS_END when the options
- * end; OPTS_HELP after printing the command's help on stdout; OPTS_USAGE after printing
- * what was wrong on stderr. */
-int opts_next(struct opts_parser *p, const char **arg);
+/* Parses argv's options, calling set for each one; then checks the operand count. Returns
+ * the argv index of the first operand, or OPTS_HELP (help printed on stdout) or OPTS_USAGE
+ * (one line printed on stderr). */
+int opts_parse(const struct cmd_spec *cmd, int argc, char **argv,
+               int (*set)(void *ctx, int key, const char *arg), void *ctx);
+/* What main returns after opts_parse answered OPTS_HELP (0) or OPTS_USAGE (2). */
+int opts_exit_status(int parse_result);
 
 /* Value parsers for option values: 0, or OPTS_USAGE after printing one line naming the
  * option, what it expects and what it got. */

@@ -105,6 +105,7 @@ const struct cmd_spec cmd_run_spec = {
     .name = "run",
     .operands = "[BARCODES_FILE|-]",
     .operand_values = OPT_FILE,
+    .max_operands = 1,
     .summary = "move books: fetch, decrypt, deliver",
     .description =
         "Fetches each barcode's book from --source, decrypts it as it arrives, and delivers "

@@ -81,7 +81,7 @@ grep -q "none.journal: No such file" "$T/e1" && [ "$(wc -l <"$T/e1")" -eq 1 ] &&
 	pass "report: missing journal named" || fail "report: missing journal named" "$(cat "$T/e1")"
 expect_exit 1 "report: a directory exits 1" "$QUIRE" report "$T" 2>"$T/e2"
 expect_exit 2 "report: no journal is a usage error" "$QUIRE" report 2>"$T/e3"
-grep -q 'which journal' "$T/e3" && pass "report: says what is missing" || fail "report: says what is missing" "$(cat "$T/e3")"
+grep -q 'missing JOURNAL' "$T/e3" && pass "report: says what is missing" || fail "report: says what is missing" "$(cat "$T/e3")"
 expect_exit 2 "report: bad --format" "$QUIRE" report --format xml "$J" 2>"$T/e4"
 grep -q -- "--format: expected one of text json, got 'xml'" "$T/e4" && pass "report: bad --format named" ||
 	fail "report: bad --format named" "$(cat "$T/e4")"
