@@ -54,7 +54,8 @@ struct report {
         unsigned nreasons;
         uint64_t other_reason_failures;
         /* time */
-        time_t first_t, last_t, prev_t;
+        time_t first_t, last_t;
+        time_t prev_t; /* the previous line's time, and its text: parse_time's cache */
         char prev_ts[21];
         bool have_t;
         double active_s, gap_s;
@@ -290,15 +291,17 @@ static bool parse_seconds(const char *s, size_t n, double *out)
         return true;
 }
 
+/* Active time grows only when a line is later than every line before it: threads append
+ * slightly out of order, and a journal pieced together from others may jump back. */
 static void count_time(struct report *r, const char *ts, time_t t)
 {
         if (!r->have_t) {
                 r->first_t = r->last_t = t;
         } else {
-                double d = fabs(difftime(t, r->prev_t));
+                double d = difftime(t, r->last_t);
                 if (d > r->gap_s)
                         r->gaps++;
-                else
+                else if (d > 0)
                         r->active_s += d;
                 r->first_t = t < r->first_t ? t : r->first_t;
                 r->last_t = t > r->last_t ? t : r->last_t;

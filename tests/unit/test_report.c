@@ -130,6 +130,8 @@ static void every_outcome(struct report *r)
         feed(r, "2026-11-29T03:00:50Z\tB0014\tok\t3000\tabcd\t-\t12.5");
         feed(r, "2026-11-29T03:00:50Z\tB0015\tok\t4000\tabcd\t-\t99.25\tmore");
         feed(r, "2026-11-29T03:00:51Z\tB0016\tfailed\t0\t-\tsource: stalled\t1.0");
+        /* a line from before: the active time does not grow */
+        feed(r, "2026-11-29T03:00:20Z\tB0016b\tok\t0\tabcd\t-");
         /* a pause of two hours: left out of the active time */
         feed(r, "2026-11-29T05:01:00Z\tB0017\tok\t5000\tabcd\t-\tnot-a-number");
         /* malformed: too few fields, bad time, bad outcome, bad bytes, empty barcode */
@@ -146,10 +148,10 @@ static void test_every_outcome(void **state)
         assert_int_equal(report_new(&r, 2, 600), 0);
         every_outcome(r);
         json_t *j = as_json(r);
-        assert_int_equal(jint(j, "lines"), 22);
+        assert_int_equal(jint(j, "lines"), 23);
         assert_int_equal(jint(j, "malformed"), 5);
-        assert_int_equal(jint(j, "first_malformed_line"), 18);
-        assert_int_equal(jint(j, "outcomes.ok"), 5);
+        assert_int_equal(jint(j, "first_malformed_line"), 19);
+        assert_int_equal(jint(j, "outcomes.ok"), 6);
         assert_int_equal(jint(j, "outcomes.failed"), 6);
         assert_int_equal(jint(j, "outcomes.skipped"), 1);
         assert_int_equal(jint(j, "outcomes.requested"), 1);
@@ -165,11 +167,11 @@ static void test_every_outcome(void **state)
                             T0);
         assert_string_equal(json_string_value(json_object_get(json_object_get(j, "time"), "last")),
                             "2026-11-29T05:01:00Z");
-        /* active: 03:00:00 to 03:00:51 = 51 s; 15 finished books (not requested, in-process) */
+        /* active: 03:00:00 to 03:00:51 = 51 s; 16 finished books (not requested, in-process) */
         json_t *active = json_object_get(json_object_get(j, "time"), "active_s");
         assert_true(json_real_value(active) == 51.0);
         json_t *bph = json_object_get(json_object_get(j, "per_hour"), "books");
-        assert_true(json_real_value(bph) == (double)(int64_t)(15 * 3600.0 / 51 * 10 + 0.5) / 10);
+        assert_true(json_real_value(bph) == (double)(int64_t)(16 * 3600.0 / 51 * 10 + 0.5) / 10);
 
         json_t *groups = json_object_get(j, "by_reason");
         assert_int_equal(json_array_size(groups), 4);
@@ -205,8 +207,8 @@ static void test_every_outcome(void **state)
 
         char *text = as_text(r);
         static const char *const want[] = {
-            "journal test.journal: 22 lines (5 not in the journal's format, the first at line 18)",
-            "outcomes: ok 5, skipped 1, failed 6, requested 1, in-process 1, conversion-failed 1, "
+            "journal test.journal: 23 lines (5 not in the journal's format, the first at line 19)",
+            "outcomes: ok 6, skipped 1, failed 6, requested 1, in-process 1, conversion-failed 1, "
             "duplicate 1, something-new 1\n",
             "bytes delivered: 15.0 kB (15,000 bytes)\n",
             "time: 2026-11-29T03:00:00Z to 2026-11-29T05:01:00Z (2h 1m; active 51s, 1 pause over "
