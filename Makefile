@@ -22,7 +22,8 @@ CLI_OBJ  := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps demo test unit helpers check-unit e2e lint check-layers format fuzz tsan asan bench clean
+.PHONY: all deps demo test unit helpers check-unit e2e lint check-layers format fuzz tsan asan bench clean \
+	man install uninstall
 
 all: $(BUILD)/quire
 
@@ -38,7 +39,9 @@ $(BUILD)/quire: $(CLI_OBJ) $(BUILD)/libquire.a
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libquire.a
 	@mkdir -p $(dir $@)
-	$(CC) $(QCFLAGS) -Itests -o $@ $(filter %.c %.a,$^) -lcmocka $(LDLIBS)
+	$(CC) $(QCFLAGS) -Itests -o $@ $(filter %.c %.o %.a,$^) -lcmocka $(LDLIBS)
+# Unit tests of cli modules (not part of libquire.a) link the objects they test.
+$(BUILD)/tests/test_report: $(BUILD)/obj/cli/report.o
 
 unit: $(UNIT_BIN)
 
@@ -55,6 +58,25 @@ check-unit: $(UNIT_BIN) $(BUILD)/quire
 
 deps:
 	@tools/deps.sh
+
+# The man page and the bash completion: tools/gen-docs fills docs/quire.1.scd's placeholders
+# and writes the completion from the option tables (quire help --json); scdoc renders.
+$(BUILD)/quire.1.scd $(BUILD)/quire.bash &: docs/quire.1.scd tools/gen-docs $(BUILD)/quire
+	tools/gen-docs $(BUILD)/quire docs/quire.1.scd $(BUILD)/quire.1.scd $(BUILD)/quire.bash
+$(BUILD)/quire.1: $(BUILD)/quire.1.scd
+	scdoc <$< >$@.tmp && mv $@.tmp $@
+man: $(BUILD)/quire.1 $(BUILD)/quire.bash
+
+# make install [PREFIX=/usr/local] [DESTDIR=...]; uninstall removes exactly these three.
+PREFIX  ?= /usr/local
+INSTALLED := $(PREFIX)/bin/quire $(PREFIX)/share/man/man1/quire.1 \
+	$(PREFIX)/share/bash-completion/completions/quire
+install: $(BUILD)/quire man
+	install -Dm755 $(BUILD)/quire $(DESTDIR)$(PREFIX)/bin/quire
+	install -Dm644 $(BUILD)/quire.1 $(DESTDIR)$(PREFIX)/share/man/man1/quire.1
+	install -Dm644 $(BUILD)/quire.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/quire
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 
 # Sanitizer builds live in their own trees so they never mix with the release objects.
 ASAN_VARS := BUILD=build/asan OPT=-O1 \

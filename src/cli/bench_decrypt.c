@@ -1,24 +1,38 @@
 /* quire bench decrypt: in-memory throughput of the streaming decryptor against the serial
  * EVP CFB path it replaces. Builds its own message (SKESK + SEIPD with MDC, the shape
  * `gpg --symmetric` writes for an already-compressed file), so it needs no gpg. */
+#include "cmds.h"
 #include "quire/pgp/pgp.h"
 #include "quire/base/util.h"
 
 #include "../pgp/pgp_int.h"
 #include "../pgp/sha1x.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int bench_decrypt(int argc, char **argv);
+enum { BD_SIZE = 256, BD_CHUNK, BD_CIPHER, BD_ROUNDS };
 
-static const char usage[] =
-    "usage: quire bench decrypt [--size BYTES] [--chunk BYTES] [--cipher ID] [--rounds N]\n"
-    "  Decrypts an in-memory message of --size (256MiB) plaintext bytes fed in --chunk\n"
-    "  (1MiB) pieces, best of --rounds (5) after a warm-up; --cipher is the OpenPGP id\n"
-    "  (9 = AES-256, 7 = AES-128, 13 = Camellia-256, ...). Prints GB/s (10^9 bytes).\n";
+static const struct opt bench_decrypt_opts[] = {
+    OPT("size", BD_SIZE, "SIZE", "256MiB", "Plaintext bytes of the in-memory message."),
+    OPT("chunk", BD_CHUNK, "SIZE", "1MiB", "The message is fed in pieces of this size."),
+    OPT("cipher", BD_CIPHER, "ID", "9",
+        "OpenPGP cipher id: 9 AES-256, 8 AES-192, 7 AES-128, 13 Camellia-256, 3 CAST5, ..."),
+    OPT("rounds", BD_ROUNDS, "N", "5", "Best of N rounds, after a warm-up."),
+    {0},
+};
+
+const struct cmd_spec bench_decrypt_spec = {
+    .name = "bench decrypt",
+    .summary = "in-memory throughput of the decryptor",
+    .description = "Decrypts an in-memory message (SKESK and SEIPD with MDC, the shape "
+                   "`gpg --symmetric` writes) with quire's decryptor and with the serial EVP "
+                   "CFB path it replaces, and times the S2K a default gpg message costs per "
+                   "book. Prints GB/s (10^9 bytes). A benchmark: nothing is asserted.",
+    .opts = bench_decrypt_opts,
+    .main = bench_decrypt,
+};
 
 static const char pass[] = "quire bench";
 
@@ -171,27 +185,21 @@ struct bopts {
         uint64_t size, chunk, rounds, cipher;
 };
 
-static int parse(int argc, char **argv, struct bopts *o)
+static int set_option(void *ctx, int key, const char *arg)
 {
-        static const struct option lo[] = {
-            {"size", required_argument, NULL, 's'},   {"chunk", required_argument, NULL, 'c'},
-            {"cipher", required_argument, NULL, 'a'}, {"rounds", required_argument, NULL, 'r'},
-            {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
-        };
-        int c;
-        optind = 1;
-        while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-                uint64_t *v = c == 's'   ? &o->size
-                              : c == 'c' ? &o->chunk
-                              : c == 'a' ? &o->cipher
-                              : c == 'r' ? &o->rounds
-                                         : NULL;
-                if (!v || parse_size(optarg, v))
-                        return -1;
+        const struct cmd_spec *c = &bench_decrypt_spec;
+        struct bopts *o = ctx;
+        switch (key) {
+        case BD_SIZE:
+                return opts_size(c, key, arg, 1, (3ull << 30) - 1, &o->size);
+        case BD_CHUNK:
+                return opts_size(c, key, arg, 1, 1u << 30, &o->chunk);
+        case BD_CIPHER:
+                return opts_count(c, key, arg, 1, 255, &o->cipher);
+        case BD_ROUNDS:
+                return opts_count(c, key, arg, 1, 1000, &o->rounds);
         }
-        return o->size && o->size < (3ull << 30) && o->chunk && o->chunk <= (1u << 30) && o->rounds
-                   ? 0
-                   : -1;
+        return 0;
 }
 
 /* Best time (ms) of the key derivation a default `gpg --symmetric` message costs per book:
@@ -224,10 +232,9 @@ static double gbps(uint64_t bytes, double ns)
 int bench_decrypt(int argc, char **argv)
 {
         struct bopts o = {.size = 256u << 20, .chunk = 1u << 20, .rounds = 5, .cipher = 9};
-        if (parse(argc, argv, &o)) {
-                fputs(usage, stderr);
-                return 2;
-        }
+        int next = opts_parse(&bench_decrypt_spec, argc, argv, set_option, &o);
+        if (next < 0)
+                return opts_exit_status(next);
         struct msgbuf m = {0};
         struct pgp_dec *d = NULL, *d2 = NULL;
         uint8_t *out = malloc(o.chunk);

@@ -1,6 +1,7 @@
 /* quire bench queue: throughput of the MPMC queue with P producers and C consumers moving
  * elements the size of quire run's queue item through a queue of the run's default
  * size. Full and empty are met with sched_yield, as a worker with nothing else to do. */
+#include "cmds.h"
 #include "quire/engine/mpmc.h"
 #include "quire/base/util.h"
 
@@ -10,8 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int bench_queue(int argc, char **argv);
 
 /* A barcode and its line number, as the feeder hands them on. */
 struct bench_item {
@@ -103,45 +102,56 @@ static int bench_one(int producers, int consumers, unsigned long long items, siz
         return popped == total ? 0 : 1;
 }
 
-static int usage(void)
-{
-        fputs("usage: quire bench queue [--producers N] [--consumers N] [--items N] "
-              "[--capacity N]\n"
-              "  without --producers/--consumers: 1/1, 1/4, 4/1, 4/4 and 8/8\n",
-              stderr);
-        return 2;
-}
+enum { BQ_PRODUCERS = 256, BQ_CONSUMERS, BQ_ITEMS, BQ_CAPACITY };
 
-static int parse_positive(const char *s, unsigned long long max, unsigned long long *out)
+static const struct opt bench_queue_opts[] = {
+    OPT("producers", BQ_PRODUCERS, "N", NULL,
+        "Producer threads (with neither this nor --consumers: 1/1, 1/4, 4/1, 4/4 and 8/8)."),
+    OPT("consumers", BQ_CONSUMERS, "N", NULL, "Consumer threads."),
+    OPT("items", BQ_ITEMS, "N", "4000000", "Items moved through the queue."),
+    OPT("capacity", BQ_CAPACITY, "N", "100", "Queue capacity (quire run's --queue-size)."),
+    {0},
+};
+
+struct bench_args {
+        uint64_t producers, consumers, items, capacity;
+};
+
+static int set_option(void *ctx, int key, const char *arg)
 {
-        char *end;
-        unsigned long long v = s ? strtoull(s, &end, 10) : 0;
-        if (!s || *end || v == 0 || v > max)
-                return -1;
-        *out = v;
+        const struct cmd_spec *c = &bench_queue_spec;
+        struct bench_args *a = ctx;
+        switch (key) {
+        case BQ_PRODUCERS:
+                return opts_count(c, key, arg, 1, 256, &a->producers);
+        case BQ_CONSUMERS:
+                return opts_count(c, key, arg, 1, 256, &a->consumers);
+        case BQ_ITEMS:
+                return opts_count(c, key, arg, 1, 1ull << 40, &a->items);
+        case BQ_CAPACITY:
+                return opts_count(c, key, arg, 1, 1ull << 24, &a->capacity);
+        }
         return 0;
 }
 
+const struct cmd_spec bench_queue_spec = {
+    .name = "bench queue",
+    .summary = "throughput of the MPMC queue",
+    .description = "Moves items the size of quire run's queue item through the bounded MPMC "
+                   "queue with P producers and C consumers, meeting full and empty with "
+                   "sched_yield. A benchmark: nothing is asserted.",
+    .opts = bench_queue_opts,
+    .main = bench_queue,
+};
+
 int bench_queue(int argc, char **argv)
 {
-        unsigned long long producers = 0, consumers = 0, items = 4000000, capacity = 100;
-        /* Flags come in pairs: each step takes a flag and its value. */
-        for (int i = 1; i < argc; i += 2) {
-                const char *arg = i + 1 < argc ? argv[i + 1] : NULL;
-                int r;
-                if (!strcmp(argv[i], "--producers"))
-                        r = parse_positive(arg, 256, &producers);
-                else if (!strcmp(argv[i], "--consumers"))
-                        r = parse_positive(arg, 256, &consumers);
-                else if (!strcmp(argv[i], "--items"))
-                        r = parse_positive(arg, 1ull << 40, &items);
-                else if (!strcmp(argv[i], "--capacity"))
-                        r = parse_positive(arg, 1ull << 24, &capacity);
-                else
-                        return usage();
-                if (r)
-                        return usage();
-        }
+        struct bench_args a = {.items = 4000000, .capacity = 100};
+        int next = opts_parse(&bench_queue_spec, argc, argv, set_option, &a);
+        if (next < 0)
+                return opts_exit_status(next);
+        uint64_t producers = a.producers, consumers = a.consumers, items = a.items,
+                 capacity = a.capacity;
         if (producers || consumers)
                 return bench_one(producers ? (int)producers : 1, consumers ? (int)consumers : 1,
                                  items, capacity);

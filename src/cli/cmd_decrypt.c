@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -17,13 +16,35 @@
 
 #define READ_BUF (4u << 20)
 
-static const char usage[] =
-    "usage: quire decrypt [--passphrase-file FILE] [-o OUT] [--threads 1|2] [IN|-]\n"
-    "  Decrypts a message made by `gpg --symmetric` and writes its literal data to OUT\n"
-    "  (stdout by default), byte-identical to `gpg --decrypt`. The passphrase is the first\n"
-    "  line of FILE, or $QUIRE_PASSPHRASE. With -o, OUT appears only once the integrity\n"
-    "  check (MDC) has passed; a refused message leaves nothing behind. --threads 2\n"
-    "  hashes the MDC on a second core (helps only where two cores really run at once).\n";
+enum { DEC_OUT = 'o', DEC_PASSFILE = 256, DEC_THREADS, DEC_FEED };
+
+static const struct opt decrypt_opts[] = {
+    OPT("passphrase-file", DEC_PASSFILE, "FILE", NULL,
+        "The passphrase is the first line of FILE (else $QUIRE_PASSPHRASE).", .values = OPT_FILE),
+    OPT("output", DEC_OUT, "OUT", "stdout",
+        "Where the literal data goes; it appears only once the integrity check (MDC) has "
+        "passed, and a refused message leaves nothing behind.",
+        .values = OPT_FILE),
+    OPT("threads", DEC_THREADS, "N", "2 on a machine with two CPUs or more",
+        "1, or 2: the MDC's SHA-1 on a second core (helps only where two cores really run at "
+        "once).",
+        .values = "1 2"),
+    OPT("feed-size", DEC_FEED, "SIZE", "4MiB",
+        "Feeds the decryptor in pieces of SIZE (tests: any chunking must decrypt the same)."),
+    {0},
+};
+
+const struct cmd_spec cmd_decrypt_spec = {
+    .name = "decrypt",
+    .operands = "[IN|-]",
+    .operand_values = OPT_FILE,
+    .max_operands = 1,
+    .summary = "one message, like gpg --decrypt",
+    .description = "Decrypts a message made by `gpg --symmetric` from IN (standard input by "
+                   "default) and writes its literal data, byte-identical to `gpg --decrypt`.",
+    .opts = decrypt_opts,
+    .main = cmd_decrypt,
+};
 
 struct out {
         int fd;
@@ -158,44 +179,26 @@ struct opts {
         uint64_t feed, threads;
 };
 
-static int parse_opts(int argc, char **argv, struct opts *o)
+static int set_option(void *ctx, int key, const char *arg)
 {
-        static const struct option longopts[] = {
-            {"passphrase-file", required_argument, NULL, 'p'},
-            {"output", required_argument, NULL, 'o'},
-            {"feed-size", required_argument, NULL, 'f'}, /* for tests: input chunking */
-            {"threads", required_argument, NULL, 't'},
-            {"help", no_argument, NULL, 'h'},
-            {NULL, 0, NULL, 0},
-        };
-        int c;
-        optind = 1;
-        while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
-                switch (c) {
-                case 'p':
-                        o->passfile = optarg;
-                        break;
-                case 'o':
-                        o->out = optarg;
-                        break;
-                case 'f':
-                        if (parse_size(optarg, &o->feed) || !o->feed || o->feed > READ_BUF)
-                                return -1;
-                        break;
-                case 't':
-                        if (parse_size(optarg, &o->threads) || o->threads < 1 || o->threads > 2)
-                                return -1;
-                        break;
-                case 'h':
-                        fputs(usage, stdout);
-                        exit(0);
-                default:
-                        return -1;
-                }
+        const struct cmd_spec *c = &cmd_decrypt_spec;
+        struct opts *o = ctx;
+        unsigned threads;
+        switch (key) {
+        case DEC_PASSFILE:
+                o->passfile = arg;
+                return 0;
+        case DEC_OUT:
+                o->out = arg;
+                return 0;
+        case DEC_FEED:
+                return opts_size(c, key, arg, 1, READ_BUF, &o->feed);
+        case DEC_THREADS:
+                if (opts_choice(c, key, arg, &threads))
+                        return OPTS_USAGE;
+                o->threads = threads + 1;
+                return 0;
         }
-        if (argc - optind > 1)
-                return -1;
-        o->in = optind < argc ? argv[optind] : "-";
         return 0;
 }
 
@@ -235,10 +238,10 @@ static int run(struct pgp_dec *d, const struct opts *op, int in, const char *nam
 int cmd_decrypt(int argc, char **argv)
 {
         struct opts op = {.threads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1};
-        if (parse_opts(argc, argv, &op)) {
-                fputs(usage, stderr);
-                return 2;
-        }
+        int next = opts_parse(&cmd_decrypt_spec, argc, argv, set_option, &op);
+        if (next < 0)
+                return opts_exit_status(next);
+        op.in = next < argc ? argv[next] : "-";
         if (!op.passfile && !getenv("QUIRE_PASSPHRASE")) {
                 qlog("no passphrase: give --passphrase-file FILE or set QUIRE_PASSPHRASE");
                 return 2;

@@ -2,37 +2,85 @@
 #include "cmds.h"
 #include "quire/base/util.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
-static const char usage[] =
-    "usage: quire run [OPTIONS] [BARCODES_FILE|-]   move books: fetch, decrypt, deliver\n"
-    "       quire decrypt [--passphrase-file FILE] [-o OUT] [IN|-]\n"
-    "       quire bench decrypt|queue [OPTIONS]     in-process throughput benchmarks\n"
-    "       quire --version\n"
-    "'quire COMMAND --help' describes each command's options.\n";
+/* Every command, in the order `quire --help` and the man page list them. */
+static const struct cmd_spec *const commands[] = {
+    &cmd_run_spec, &cmd_decrypt_spec, &cmd_report_spec, &bench_decrypt_spec, &bench_queue_spec,
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* The command argv names ("bench decrypt" takes two words); *words says how many. */
+static const struct cmd_spec *find_command(int argc, char **argv, int *words)
+{
+        for (size_t i = 0; i < NCOMMANDS; i++) {
+                const char *name = commands[i]->name, *sp = strchr(name, ' ');
+                size_t first = sp ? (size_t)(sp - name) : strlen(name);
+                if (strlen(argv[0]) != first || memcmp(argv[0], name, first))
+                        continue;
+                if (!sp) {
+                        *words = 1;
+                        return commands[i];
+                }
+                if (argc > 1 && !strcmp(argv[1], sp + 1)) {
+                        *words = 2;
+                        return commands[i];
+                }
+        }
+        return NULL;
+}
+
+static bool is_prefix_of_command(const char *word)
+{
+        size_t n = strlen(word);
+        for (size_t i = 0; i < NCOMMANDS; i++)
+                if (!strncmp(commands[i]->name, word, n) && commands[i]->name[n] == ' ')
+                        return true;
+        return false;
+}
+
+/* quire help [COMMAND...] | quire help --json (the tables, for tools/gen-docs). */
+static int help(int argc, char **argv)
+{
+        int words;
+        if (argc > 1 && !strcmp(argv[1], "--json"))
+                return opts_dump_json(commands, NCOMMANDS, stdout) ? 1 : 0;
+        if (argc == 1) {
+                opts_print_commands(commands, NCOMMANDS, stdout);
+                return 0;
+        }
+        const struct cmd_spec *c = find_command(argc - 1, argv + 1, &words);
+        if (!c) {
+                qlog("help: no command '%s'", argv[1]);
+                return 2;
+        }
+        opts_print_help(c, stdout);
+        return 0;
+}
 
 int main(int argc, char **argv)
 {
         if (argc < 2) {
-                fputs(usage, stderr);
+                opts_print_commands(commands, NCOMMANDS, stderr);
                 return 2;
         }
         const char *cmd = argv[1];
-        if (!strcmp(cmd, "run"))
-                return cmd_run(argc - 1, argv + 1);
-        if (!strcmp(cmd, "decrypt"))
-                return cmd_decrypt(argc - 1, argv + 1);
-        if (!strcmp(cmd, "bench"))
-                return cmd_bench(argc - 1, argv + 1);
+        int words;
+        const struct cmd_spec *c = find_command(argc - 1, argv + 1, &words);
+        if (c)
+                return c->main(argc - words, argv + words);
         if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
                 printf("quire %s\n", QUIRE_VERSION);
                 return 0;
         }
-        if (!strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
-                fputs(usage, stdout);
-                return 0;
-        }
-        fprintf(stderr, "quire: unknown command '%s'\n%s", cmd, usage);
+        if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help"))
+                return help(argc - 1, argv + 1);
+        if (is_prefix_of_command(cmd))
+                qlog("%s: expected a subcommand", cmd);
+        else
+                qlog("unknown command '%s'", cmd);
+        opts_print_commands(commands, NCOMMANDS, stderr);
         return 2;
 }
