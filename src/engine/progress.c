@@ -1,7 +1,7 @@
 /* Outcome accounting and status lines. Every finished book passes through
  * progress_count(), under one lock, so the line after the Nth book shows exactly N done
  * and the cadence holds however books finish in bursts across threads. */
-#include "quire/engine/engine.h"
+#include "run_int.h"
 
 #include <stdio.h>
 #include <string.h>
