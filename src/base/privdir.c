@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,37 +93,60 @@ static long holder_pid(int fd)
         return strtol(buf, NULL, 10);
 }
 
+/* The lock file still at its name: a holder that unlinked it on its way out may have
+ * released the lock to us on a file no one else will open again. */
+static bool still_linked(int dirfd, int fd)
+{
+        struct stat a, b;
+        return fstat(fd, &a) == 0 && fstatat(dirfd, LOCK_NAME, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+               a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 int privdir_lock(int dirfd, const char *what, const char *path, int *lockfd, char *msg,
                  size_t msglen)
 {
-        int fd = openat(dirfd, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return refuse(what, path, strerror(errno), -errno, msg, msglen);
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                int err = errno;
-                if (err == EWOULDBLOCK) {
-                        long pid = holder_pid(fd);
-                        close(fd);
-                        if (pid > 0)
-                                snprintf(msg, msglen, "%s %s: another quire (pid %ld) is using it",
-                                         what, path, pid);
-                        else
-                                snprintf(msg, msglen, "%s %s: another quire is using it", what,
-                                         path);
-                        return -EBUSY;
-                }
+        int fd;
+        for (;;) {
+                fd = openat(dirfd, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fd < 0)
+                        return refuse(what, path, strerror(errno), -errno, msg, msglen);
+                if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+                        break;
+                if (still_linked(dirfd, fd))
+                        goto locked;
                 close(fd);
-                return refuse(what, path, strerror(err), -err, msg, msglen);
         }
+        int err = errno;
+        if (err == EWOULDBLOCK) {
+                long pid = holder_pid(fd);
+                close(fd);
+                if (pid > 0)
+                        snprintf(msg, msglen, "%s %s: another quire (pid %ld) is using it", what,
+                                 path, pid);
+                else
+                        snprintf(msg, msglen, "%s %s: another quire is using it", what, path);
+                return -EBUSY;
+        }
+        close(fd);
+        return refuse(what, path, strerror(err), -err, msg, msglen);
+locked:;
         char pid[32];
         int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
         if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
-                int err = -errno;
+                err = -errno;
                 close(fd);
                 return refuse(what, path, strerror(-err), err, msg, msglen);
         }
         *lockfd = fd;
         return 0;
+}
+
+void privdir_unlock(int dirfd, int lockfd)
+{
+        if (lockfd < 0)
+                return;
+        unlinkat(dirfd, LOCK_NAME, 0); /* still ours: the next holder checks the name */
+        close(lockfd);
 }
 
 int privdir_sweep(int dirfd, const char *suffix)

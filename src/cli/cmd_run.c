@@ -3,6 +3,7 @@
  * status lines, and drains (first signal) or aborts (second). */
 #include "cmds.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -16,15 +17,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "quire/io/auth.h"
-#include "quire/engine/engine.h"
-#include "quire/engine/feeder.h"
-#include "quire/engine/journal.h"
-#include "quire/engine/mpmc.h"
 #include "quire/base/util.h"
+#include "quire/engine/run.h"
+#include "quire/io/sinks.h"
+#include "quire/io/sources.h"
 
-#define EXIT_USAGE  2
-#define EXIT_SIGNAL 130
+/* Everything quire run was told, sorted by who takes it. */
+struct run_opts {
+        struct run_config run;
+        struct source_config source;
+        struct sink_config sink;
+        const char *passfile;
+        char *passphrase;
+};
 
 static const char run_usage[] =
     "usage: quire run [OPTIONS] [BARCODES_FILE|-]\n"
@@ -195,23 +200,24 @@ bad:
         return usage_error("--cpus: expected a list such as 0,2-3, got '%s'%s", arg, "");
 }
 
-static int parse_option(struct run_config *cfg, int opt, const char *arg, const char **passfile)
+static int parse_option(struct run_opts *o, int opt, const char *arg)
 {
         const char *name = NULL;
-        for (const struct option *o = run_options; o->name; o++)
-                if (o->val == opt)
-                        name = o->name;
+        for (const struct option *ro = run_options; ro->name; ro++)
+                if (ro->val == opt)
+                        name = ro->name;
         char flag[64];
         snprintf(flag, sizeof flag, "--%s", name ? name : "?");
+        struct run_config *cfg = &o->run;
         switch (opt) {
         case OPT_SOURCE:
-                cfg->source = arg;
+                o->source.tmpl = arg;
                 return 0;
         case OPT_DEST:
-                cfg->dest = arg;
+                o->sink.dest = arg;
                 return 0;
         case OPT_PASSFILE:
-                *passfile = arg;
+                o->passfile = arg;
                 return 0;
         case OPT_STAGING:
                 cfg->staging = arg;
@@ -220,25 +226,27 @@ static int parse_option(struct run_config *cfg, int opt, const char *arg, const 
                 cfg->journal_path = arg;
                 return 0;
         case OPT_CA:
-                cfg->ca_file = arg;
+                o->source.ca_file = o->sink.ca_file = arg;
                 return 0;
         case OPT_HEADER_FILE:
-                cfg->header_file = arg;
+                o->source.header_file = arg;
                 return 0;
         case OPT_OAUTH:
-                cfg->oauth_file = arg;
+                o->source.oauth_file = arg;
                 return 0;
         case OPT_FORCE:
                 cfg->force = true;
                 return 0;
         case OPT_S3_ENDPOINT:
-                cfg->s3_endpoint = arg;
+                o->sink.s3_endpoint = arg;
                 return 0;
         case OPT_PART_SIZE:
-                if (parse_bytes(flag, arg, &cfg->part_size) < 0)
+                if (parse_bytes(flag, arg, &o->sink.part_size) < 0)
                         return -1;
-                if (cfg->part_size < 5u << 20)
+                if (o->sink.part_size < 5u << 20)
                         return usage_error("%s: S3 parts are at least 5MiB, got '%s'", flag, arg);
+                if (o->sink.part_size > 5ull << 30)
+                        return usage_error("%s: S3 parts are at most 5GiB, got '%s'", flag, arg);
                 return 0;
         case OPT_QUEUE:
                 return parse_count(flag, arg, 1, 1u << 20, &cfg->queue_size);
@@ -257,7 +265,10 @@ static int parse_option(struct run_config *cfg, int opt, const char *arg, const 
         case OPT_RETRIES:
                 return parse_count(flag, arg, 0, 100, &cfg->retries);
         case OPT_STALL:
-                return parse_count(flag, arg, 1, 86400, &cfg->stall_timeout_s);
+                if (parse_count(flag, arg, 1, 86400, &o->source.stall_timeout_s) < 0)
+                        return -1;
+                o->sink.stall_timeout_s = o->source.stall_timeout_s;
+                return 0;
         case OPT_MAX_FAIL:
                 return parse_count(flag, arg, 0, UINT_MAX, &cfg->max_consecutive_failures);
         case OPT_BATCH:
@@ -265,7 +276,7 @@ static int parse_option(struct run_config *cfg, int opt, const char *arg, const 
         case OPT_STAGING_MAX:
                 return parse_bytes(flag, arg, &cfg->staging_max);
         case OPT_MAX_UPLOAD_RATE:
-                return parse_bytes(flag, arg, &cfg->max_upload_rate);
+                return parse_bytes(flag, arg, &o->sink.max_upload_rate);
         case OPT_STATUS_FORMAT:
                 if (strcmp(arg, "text") && strcmp(arg, "json"))
                         return usage_error("--status-format: expected text or json, got '%s'%s",
@@ -288,29 +299,19 @@ static int parse_option(struct run_config *cfg, int opt, const char *arg, const 
         }
 }
 
-static void config_defaults(struct run_config *cfg)
+static void opts_defaults(struct run_opts *o)
 {
-        *cfg = (struct run_config){
-            .journal_path = "quire.journal",
-            .queue_size = 100,
-            .workers = 20,
-            .downloads = 5,
-            .uploads = 10,
-            .status_every = 20,
-            .io = LOOP_AUTO,
-            .retries = 5,
-            .stall_timeout_s = 60,
-            .max_consecutive_failures = 10,
-            .barcodes_path = "-",
-        };
+        *o = (struct run_opts){0};
+        run_config_defaults(&o->run);
+        o->source.stall_timeout_s = o->sink.stall_timeout_s = 60;
 }
 
-/* Parses argv into cfg. Returns 0 to run, 1 when --help/--version was answered, -1 on a
+/* Parses argv into o. Returns 0 to run, 1 when --help/--version was answered, -1 on a
  * usage error (already reported). */
-static int parse_args(int argc, char **argv, struct run_config *cfg)
+static int parse_args(int argc, char **argv, struct run_opts *o)
 {
-        const char *passfile = NULL;
-        config_defaults(cfg);
+        struct run_config *cfg = &o->run;
+        opts_defaults(o);
         optind = 1;
         opterr = 0;
         int opt;
@@ -327,328 +328,104 @@ static int parse_args(int argc, char **argv, struct run_config *cfg)
                         const char *bad = argv[optind - 1];
                         return usage_error("%s: unknown option or missing value%s", bad, "");
                 }
-                if (parse_option(cfg, opt, optarg, &passfile) < 0)
+                if (parse_option(o, opt, optarg) < 0)
                         return -1;
         }
         if (optind < argc)
                 cfg->barcodes_path = argv[optind++];
         if (optind < argc)
                 return usage_error("unexpected argument '%s'%s", argv[optind], "");
-        if (!cfg->source)
+        if (!o->source.tmpl)
                 return usage_error("--source is required (a URL or path with {barcode})%s%s", "",
                                    "");
-        if (!strstr(cfg->source, "{barcode}"))
-                return usage_error("--source '%s' has no {barcode}%s", cfg->source, "");
-        if (!cfg->dest)
-                return usage_error("--dest is required (a directory)%s%s", "", "");
-        if (!strncmp(cfg->dest, "s3://", 5) && !cfg->part_size)
-                cfg->part_size = 64u << 20;
-        if (strncmp(cfg->dest, "s3://", 5))
-                cfg->part_size = 0; /* directories take books whole */
-        cfg->passphrase = read_passphrase(passfile, &cfg->passlen);
-        if (!cfg->passphrase)
+        if (!strstr(o->source.tmpl, "{barcode}"))
+                return usage_error("--source '%s' has no {barcode}%s", o->source.tmpl, "");
+        if (!o->sink.dest)
+                return usage_error("--dest is required (a directory or s3://BUCKET[/PREFIX])%s%s",
+                                   "", "");
+        o->passphrase = read_passphrase(o->passfile, &cfg->passlen);
+        if (!o->passphrase)
                 return -1;
+        cfg->passphrase = o->passphrase;
         return 0;
 }
 
-/* ---- setup ------------------------------------------------------------------------- */
+/* ---- the run ----------------------------------------------------------------------- */
 
-static unsigned default_cpus(struct run_config *cfg)
-{
-        cpu_set_t set;
-        if (sched_getaffinity(0, sizeof set, &set) < 0)
-                return 1;
-        cfg->ncpus = 0;
-        for (int c = 0; c < CPU_SETSIZE; c++)
-                if (CPU_ISSET(c, &set))
-                        cfg->cpus[cfg->ncpus++] = c;
-        return cfg->ncpus ? cfg->ncpus : 1;
-}
-
-/* Staging files a killed run left behind are never resumed: remove them. */
 /* Default staging: inside a destination directory (so delivery is a rename), or
  * ./quire-staging beside the default journal for S3. */
-static int staging_prepare(char *staging_buf, size_t len, struct run_config *cfg)
+static void default_staging(struct run_opts *o, char *buf, size_t len)
 {
-        if (!cfg->staging) {
-                if (strncmp(cfg->dest, "s3://", 5))
-                        snprintf(staging_buf, len, "%s/.quire-staging", cfg->dest);
-                else
-                        snprintf(staging_buf, len, "quire-staging");
-                cfg->staging = staging_buf;
-        }
-        if (mkdir(cfg->staging, 0700) < 0 && errno != EEXIST) {
-                qlog("--staging %s: %s", cfg->staging, strerror(errno));
-                return -1;
-        }
-        int removed = remove_quire_parts(cfg->staging);
-        if (removed < 0) {
-                qlog("--staging %s: %s", cfg->staging, strerror(-removed));
-                return -1;
-        }
-        if (removed)
-                qlog("removed %d staging files left by an earlier run", removed);
-        return 0;
-}
-
-struct main_state {
-        struct run *r;
-        uint64_t invalid;
-        uint64_t pushed;
-        int signals;
-};
-
-/* ---- feeding ----------------------------------------------------------------------- */
-
-static void kick_hungry_workers(struct run *r)
-{
-        atomic_thread_fence(memory_order_seq_cst);
-        for (unsigned i = 0; i < r->nworkers; i++)
-                if (atomic_exchange(&r->workers[i].hungry, false))
-                        worker_kick(&r->workers[i]);
-}
-
-static void kick_all_workers(struct run *r)
-{
-        for (unsigned i = 0; i < r->nworkers; i++)
-                worker_kick(&r->workers[i]);
-}
-
-static void close_intake(struct run *r)
-{
-        if (atomic_exchange(&r->intake_closed, true))
+        if (o->run.staging)
                 return;
-        kick_all_workers(r);
+        if (strncmp(o->sink.dest, "s3://", 5))
+                snprintf(buf, len, "%s/.quire-staging", o->sink.dest);
+        else
+                snprintf(buf, len, "quire-staging");
+        o->run.staging = buf;
 }
 
-/* Moves barcodes from the list into the queue until it is full, the list ends, or (in
- * --batch mode) the current batch is queued. */
-static void feed(struct main_state *m, struct feeder *f, struct queue_item *pending,
-                 bool *have_pending)
+/* A directory destination must exist before its staging directory can be made in it. */
+static int dest_dir_prepare(const char *dest)
 {
-        struct run *r = m->r;
-        bool pushed = false;
-        while (!atomic_load(&r->intake_closed)) {
-                if (atomic_load(&r->failure_stop) || atomic_load(&r->aborting)) {
-                        close_intake(r);
-                        break;
-                }
-                if (r->cfg.batch && m->pushed % r->cfg.batch == 0 && m->pushed > 0 &&
-                    atomic_load(&r->stats.ok) + atomic_load(&r->stats.failed) - m->invalid <
-                        m->pushed)
-                        break; /* the old design: the whole batch must finish first */
-                if (!*have_pending) {
-                        const char *why = NULL;
-                        enum feeder_result fr =
-                            feeder_next(f, pending->barcode, &pending->line, &why);
-                        if (fr == FEED_EOF || fr == FEED_ERROR) {
-                                if (fr == FEED_ERROR)
-                                        qlog("%s: read: %s", r->cfg.barcodes_path, strerror(errno));
-                                close_intake(r);
-                                break;
-                        }
-                        if (fr == FEED_INVALID) {
-                                qlog("%s:%llu: invalid barcode: %s", r->cfg.barcodes_path,
-                                     (unsigned long long)pending->line, why);
-                                m->invalid++;
-                                progress_count(r, OUTCOME_FAILED, 0);
-                                continue;
-                        }
-                        if (journal_delivered(r->journal, pending->barcode)) {
-                                progress_count(r, OUTCOME_SKIPPED, 0);
-                                continue;
-                        }
-                        *have_pending = true;
-                }
-                if (!mpmc_try_push(r->queue, pending))
-                        break;
-                *have_pending = false;
-                m->pushed++;
-                pushed = true;
+        char buf[4096];
+        size_t n = strlen(dest);
+        if (!strncmp(dest, "s3://", 5) || n >= sizeof buf)
+                return 0;
+        memcpy(buf, dest, n + 1);
+        for (char *p = buf + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = 0;
+                if (mkdir(buf, 0777) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
         }
-        if (pushed)
-                kick_hungry_workers(r);
-}
-
-static void on_signal(struct main_state *m, int sfd)
-{
-        struct signalfd_siginfo si;
-        if (read(sfd, &si, sizeof si) != sizeof si)
-                return;
-        struct run *r = m->r;
-        if (++m->signals == 1) {
-                unsigned in_flight = 0;
-                for (unsigned i = 0; i < r->nworkers; i++)
-                        in_flight += r->workers[i].busy_books;
-                qlog("%s: finishing %u books in flight and %zu queued; taking no new ones. "
-                     "Press Ctrl-C again to abort.",
-                     si.ssi_signo == SIGTERM ? "SIGTERM" : "interrupted", in_flight,
-                     mpmc_size(r->queue));
-                close_intake(r);
-        } else if (m->signals == 2) {
-                qlog("aborting: dropping the books in flight");
-                atomic_store(&r->aborting, true);
-                kick_all_workers(r);
-        }
-}
-
-static void main_loop(struct main_state *m, struct feeder *f, int sfd)
-{
-        struct run *r = m->r;
-        struct queue_item pending;
-        bool have_pending = false;
-        while (atomic_load(&r->workers_left) > 0) {
-                feed(m, f, &pending, &have_pending);
-                journal_sync_due(r->journal, 1000);
-                auth_tick(r->auth);
-                if (atomic_load(&r->failure_stop))
-                        close_intake(r);
-                struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN},
-                                        {.fd = r->main_wake_fd, .events = POLLIN}};
-                if (poll(pfd, 2, 1000) < 0 && errno != EINTR)
-                        break;
-                if (pfd[0].revents & POLLIN)
-                        on_signal(m, sfd);
-                if (pfd[1].revents & POLLIN) {
-                        uint64_t v;
-                        ssize_t n = read(r->main_wake_fd, &v, sizeof v);
-                        (void)n;
-                }
-        }
-}
-
-static int run_exit_status(struct main_state *m)
-{
-        struct run *r = m->r;
-        if (m->signals)
-                return EXIT_SIGNAL;
-        for (unsigned i = 0; i < r->nworkers; i++)
-                if (r->workers[i].exit_error)
-                        return 1;
-        if (atomic_load(&r->failure_stop)) {
-                qlog("stopped early: %s", r->failure_reason);
-                return 1;
-        }
-        return atomic_load(&r->stats.failed) ? 1 : 0;
-}
-
-/* Releases whatever run_setup() got, also after it failed halfway. */
-static void run_release(struct run *r, struct feeder *f)
-{
-        if (r->journal)
-                journal_close(r->journal);
-        if (f)
-                feeder_close(f);
-        if (r->sink_opened)
-                r->sink->close(r);
-        auth_close(r->auth);
-        mpmc_free(r->queue);
-        if (r->main_wake_fd > 0)
-                close(r->main_wake_fd);
-        explicit_bzero(r->cfg.passphrase, r->cfg.passlen);
-        free(r->cfg.passphrase);
-        curl_global_cleanup();
-}
-
-static int run_setup(struct run *r, struct feeder **f, char *staging_buf, size_t len)
-{
-        char msg[512];
-        r->sink = strncmp(r->cfg.dest, "s3://", 5) ? &sink_dir : &sink_s3;
-        r->dest_dir_fd = -1;
-        if (r->sink->open(r, msg, sizeof msg) < 0) {
-                qlog("%s", msg);
-                return -1;
-        }
-        r->sink_opened = true;
-        if (staging_prepare(staging_buf, len, &r->cfg) < 0)
-                return -1;
-        if ((r->cfg.header_file || r->cfg.oauth_file) &&
-            auth_open(&r->auth, r->cfg.header_file, r->cfg.oauth_file, r->cfg.ca_file, msg,
-                      sizeof msg) < 0) {
-                qlog("%s", msg);
-                return -1;
-        }
-        int err = journal_open(&r->journal, r->cfg.journal_path);
-        if (err < 0) {
-                qlog("--journal %s: %s", r->cfg.journal_path, strerror(-err));
-                return -1;
-        }
-        err = feeder_open(f, r->cfg.barcodes_path);
-        if (err < 0) {
-                qlog("%s: %s", r->cfg.barcodes_path, strerror(-err));
-                return -1;
-        }
-        r->queue = mpmc_new(r->cfg.queue_size, sizeof(struct queue_item));
-        r->main_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (!r->queue || r->main_wake_fd < 0) {
-                qlog("out of memory");
-                return -1;
-        }
-        /* A backend the kernel refuses is a configuration error, found before any book. */
-        struct loop *probe;
-        const char *why = NULL;
-        err = loop_new(&probe, r->cfg.io, 8, &why);
-        if (err < 0) {
-                qlog("--io %s: %s", r->cfg.io == LOOP_URING ? "uring" : "auto",
-                     err == -EPERM ? "io_uring_setup: not permitted (seccomp profile or "
-                                     "kernel.io_uring_disabled); use --io epoll or auto"
-                                   : strerror(-err));
-                return -1;
-        }
-        loop_free(probe);
-        atomic_store(&r->downloads.free, (int)r->cfg.downloads);
-        atomic_store(&r->uploads.free, (int)r->cfg.uploads);
+        if (mkdir(buf, 0777) < 0 && errno != EEXIST)
+                return -errno;
         return 0;
 }
 
 int cmd_run(int argc, char **argv)
 {
-        static struct run run; /* large (cpu list); one per process */
-        struct run *r = &run;
-        int pa = parse_args(argc, argv, &r->cfg);
+        static struct run_opts opts; /* large (the cpu list) */
+        struct run_opts *o = &opts;
+        /* Before any thread exists (libcurl's resolver, the token refresher, the workers):
+         * they all inherit the mask, and the signals reach only the run's signalfd. */
+        run_signals_block();
+        int pa = parse_args(argc, argv, o);
         if (pa)
-                return pa > 0 ? 0 : EXIT_USAGE;
-        if (r->cfg.threads == 0) {
-                if (r->cfg.ncpus == 0)
-                        default_cpus(&r->cfg);
-                r->cfg.threads = r->cfg.ncpus;
-        }
-        r->nworkers = r->cfg.threads < r->cfg.workers ? r->cfg.threads : r->cfg.workers;
-
-        /* Every thread inherits this mask: the signals reach only the signalfd. */
-        sigset_t sigs;
-        sigemptyset(&sigs);
-        sigaddset(&sigs, SIGINT);
-        sigaddset(&sigs, SIGTERM);
-        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-        /* A shell starts background jobs with SIGINT ignored; blocked, it still queues. */
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGPIPE, SIG_IGN);
-        int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-
-        char staging_buf[4096];
-        struct feeder *f = NULL;
+                return pa > 0 ? 0 : RUN_EXIT_USAGE;
+        o->sink.interrupted = run_interrupted;
+        char staging[4096], msg[1024];
+        default_staging(o, staging, sizeof staging);
         curl_global_init(CURL_GLOBAL_DEFAULT);
-        if (sfd < 0 || run_setup(r, &f, staging_buf, sizeof staging_buf) < 0) {
-                run_release(r, f);
-                return EXIT_USAGE;
-        }
-
-        struct main_state m = {.r = r};
-        progress_init(r, feeder_count(r->cfg.barcodes_path));
-        r->workers = calloc(r->nworkers, sizeof *r->workers);
-        r->start_ns = now_ns();
-        if (!r->workers || keypool_start(r, r->nworkers) < 0 || workers_start(r) < 0) {
-                qlog("cannot start worker threads");
-                exit(EXIT_USAGE); /* threads may be running: no orderly teardown */
-        }
-        main_loop(&m, f, sfd);
-        workers_join(r);
-        keypool_stop(r);
-        progress_print(r, "summary");
-        int rc = run_exit_status(&m);
-        free(r->workers);
-        run_release(r, f);
-        return rc;
+        struct run *r = NULL;
+        struct source *src = NULL;
+        struct sink *sink = NULL;
+        int status = RUN_EXIT_USAGE;
+        int err = dest_dir_prepare(o->sink.dest);
+        if (err)
+                snprintf(msg, sizeof msg, "--dest %s: %s", o->sink.dest, strerror(-err));
+        /* The run's locks first: the sink sweeps what a killed run left only under them. */
+        if (!err)
+                err = run_new(&r, &o->run, msg, sizeof msg);
+        if (!err)
+                err = source_open(&src, &o->source, msg, sizeof msg);
+        if (!err)
+                err = sink_open(&sink, &o->sink, msg, sizeof msg);
+        if (err)
+                qlog("%s", msg);
+        else
+                status = run_execute(r, src, sink);
+        if (err == -EINTR)
+                status = RUN_EXIT_SIGNAL;
+        run_free(r);
+        if (sink)
+                sink->ops->close(sink);
+        if (src)
+                src->ops->close(src);
+        free_secret(o->passphrase);
+        curl_global_cleanup();
+        return status;
 }

@@ -21,7 +21,7 @@
 #include "staging.h"
 #include "worker_int.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* Plaintext out can exceed ciphertext in by the decryptor's held-back MDC tail. */
 #define STAGING_SLACK 64
@@ -239,7 +239,8 @@ static void staging_failed(struct book *b, int err)
         b->space_wait = stage_disk_full_shared(&b->stage, err);
         if (err == -EFBIG) {
                 snprintf(msg, sizeof msg, "larger than the %s's limit (%llu bytes)",
-                         b->r->cfg.max_book_size && b->r->staging.max_book == b->r->cfg.max_book_size
+                         b->r->cfg.max_book_size &&
+                                 b->r->staging.max_book == b->r->cfg.max_book_size
                              ? "--max-book-size"
                              : "destination",
                          (unsigned long long)b->r->staging.max_book);
@@ -594,7 +595,7 @@ void book_abort(struct book *b)
         book_end(b);
 }
 
-int book_new(struct book **out, struct worker *w, unsigned slot_id)
+int book_new(struct book **out, struct worker *w)
 {
         struct book *b = calloc(1, sizeof *b);
         if (!b)
@@ -608,8 +609,8 @@ int book_new(struct book **out, struct worker *w, unsigned slot_id)
         if (!err)
                 err = digest_init(&b->digest, b->r->sink->part_size);
         if (!err)
-                err = stage_init(&b->stage, &b->r->staging, w->loop, slot_id, on_stage_room,
-                                 on_stage_synced, b);
+                err = stage_init(&b->stage, &b->r->staging, w->loop, on_stage_room, on_stage_synced,
+                                 b);
         if (!err)
                 err = b->r->source->ops->slot_new(b->r->source, w, &events, b, &b->src);
         if (!err)

@@ -11,9 +11,8 @@ struct worker;
 struct key_req;
 struct queue_item;
 
-/* Allocates a slot on the worker's thread (its source and sink slots too). slot_id is
- * unique within the run. 0 or -errno. */
-int book_new(struct book **out, struct worker *w, unsigned slot_id);
+/* Allocates a slot on the worker's thread (its source and sink slots too). 0 or -errno. */
+int book_new(struct book **out, struct worker *w);
 void book_free(struct book *b);
 /* Free to take a barcode: no book, and nothing of the last one still in flight. */
 bool book_idle(const struct book *b);

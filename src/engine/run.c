@@ -226,8 +226,8 @@ int run_new(struct run **out, const struct run_config *cfg, char *msg, size_t ms
         r->main_wake_fd = -1;
         r->staging.dirfd = r->staging.lockfd = -1;
         /* The locks first: nothing of another run's may be touched before they are ours. */
-        int err = staging_open(&r->staging, cfg->staging, cfg->staging_max, cfg->max_book_size,
-                               msg, msglen);
+        int err = staging_open(&r->staging, cfg->staging, cfg->staging_max, cfg->max_book_size, msg,
+                               msglen);
         if (err)
                 return err;
         err = journal_open(&r->journal, cfg->journal_path);
@@ -298,8 +298,7 @@ static void note_duplicate(struct main_state *m, const struct queue_item *it, ui
         char detail[128];
         snprintf(detail, sizeof detail, "listed again at line %llu while line %llu is in flight",
                  (unsigned long long)it->line, (unsigned long long)first);
-        struct journal_rec rec = {
-            .barcode = it->barcode, .outcome = "duplicate", .detail = detail};
+        struct journal_rec rec = {.barcode = it->barcode, .outcome = "duplicate", .detail = detail};
         journal_append(m->r->journal, &rec);
         qlog("%s (line %llu): duplicate of line %llu, which is in flight; skipped", it->barcode,
              (unsigned long long)it->line, (unsigned long long)first);

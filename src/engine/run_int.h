@@ -39,7 +39,7 @@ struct inflight {
                 char barcode[BARCODE_MAX + 1];
                 uint64_t line;
                 bool used, tomb;
-        } *slots;
+        } * slots;
         unsigned cap;
 };
 

@@ -11,10 +11,10 @@
 #include "quire/base/privdir.h"
 #include "quire/base/util.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
-int staging_open(struct staging *st, const char *path, uint64_t max, uint64_t max_book,
-                 char *msg, size_t msglen)
+int staging_open(struct staging *st, const char *path, uint64_t max, uint64_t max_book, char *msg,
+                 size_t msglen)
 {
         *st = (struct staging){.dirfd = -1, .lockfd = -1, .max = max, .max_book = max_book};
         if (snprintf(st->path, sizeof st->path, "%s", path) >= (int)sizeof st->path) {
@@ -42,8 +42,7 @@ int staging_open(struct staging *st, const char *path, uint64_t max, uint64_t ma
 
 void staging_close(struct staging *st)
 {
-        if (st->lockfd >= 0)
-                close(st->lockfd);
+        privdir_unlock(st->dirfd, st->lockfd);
         if (st->dirfd >= 0)
                 close(st->dirfd);
         st->lockfd = st->dirfd = -1;
@@ -104,12 +103,11 @@ static void on_sync_done(struct loop_op *op, int res)
         s->on_synced(s->owner, res < 0 ? res : 0);
 }
 
-int stage_init(struct stage *s, struct staging *st, struct loop *loop, unsigned slot_id,
-               void (*on_room)(void *), void (*on_synced)(void *, int), void *owner)
+int stage_init(struct stage *s, struct staging *st, struct loop *loop, void (*on_room)(void *),
+               void (*on_synced)(void *, int), void *owner)
 {
         *s = (struct stage){.st = st,
                             .loop = loop,
-                            .slot_id = slot_id,
                             .fd = -1,
                             .on_room = on_room,
                             .on_synced = on_synced,
@@ -135,7 +133,7 @@ void stage_destroy(struct stage *s)
 int stage_open(struct stage *s, const char *barcode)
 {
         char name[128];
-        int n = snprintf(name, sizeof name, "%s.%u%s", barcode, s->slot_id, STAGE_SUFFIX);
+        int n = snprintf(name, sizeof name, "%s.tar.gz%s", barcode, STAGE_SUFFIX);
         if (n < 0 || (size_t)n >= sizeof name)
                 return -ENAMETOOLONG;
         snprintf(s->path, sizeof s->path, "%s/%s", s->st->path, name);
@@ -145,14 +143,11 @@ int stage_open(struct stage *s, const char *barcode)
         s->finishing = s->syncing = false;
         for (unsigned i = 0; i < STAGE_BUFS; i++)
                 s->bufs[i].len = 0;
-        int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-        s->fd = openat(s->st->dirfd, name, flags, 0600);
-        if (s->fd < 0 && errno == EEXIST) {
-                /* Only this user can write the directory, and the name is this slot's:
-                 * what is there is this run's own leftover (a failed unlink). */
-                if (unlinkat(s->st->dirfd, name, 0) == 0)
-                        s->fd = openat(s->st->dirfd, name, flags, 0600);
-        }
+        /* Never over an existing file: the directory is this user's, locked, swept at
+         * start, and a barcode is in one slot at a time, so an existing name means some
+         * other writer, whose file this book must not share or replace. */
+        s->fd =
+            openat(s->st->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (s->fd < 0) {
                 s->path[0] = 0;
                 return -errno;

@@ -4,9 +4,10 @@
  * each book slot has a stage (struct stage) that writes one book's file through its
  * worker's loop from a few fixed buffers.
  *
- * A stage's file is made with O_CREAT|O_EXCL|O_NOFOLLOW under a name unique to the book
- * slot, never truncated over an existing path: two copies of a barcode, or a link planted
- * in the directory, can never share or redirect a file. */
+ * A stage's file, BARCODE.tar.gz.quire-part, is made with O_CREAT|O_EXCL|O_NOFOLLOW, never
+ * truncated over an existing path: two copies of a barcode, or a link planted in the
+ * directory, can never share or redirect a file (the run keeps one copy of a barcode in
+ * flight at a time; another writer's file makes the book fail instead). */
 #ifndef QUIRE_ENGINE_STAGING_H
 #define QUIRE_ENGINE_STAGING_H
 
@@ -32,8 +33,8 @@ struct staging {
 
 /* Opens (creating 0700), checks, locks and sweeps the staging directory. 0, or -errno
  * with a message naming --staging. */
-int staging_open(struct staging *st, const char *path, uint64_t max, uint64_t max_book,
-                 char *msg, size_t msglen);
+int staging_open(struct staging *st, const char *path, uint64_t max, uint64_t max_book, char *msg,
+                 size_t msglen);
 void staging_close(struct staging *st);
 /* Room for another download: below --staging-max and not waiting out a full disk (a
  * lone book may always start, so an undersized bound slows the run instead of stopping
@@ -52,8 +53,7 @@ struct stage_buf {
 struct stage {
         struct staging *st;
         struct loop *loop;
-        unsigned slot_id; /* makes the file name unique within the run */
-        int fd;           /* -1: no file */
+        int fd; /* -1: no file */
         char path[4096 + 128];
         uint64_t size;    /* bytes accepted so far */
         uint64_t counted; /* of those, in st->used */
@@ -70,8 +70,8 @@ struct stage {
 };
 
 /* Allocates the buffers (touched only when used). 0 or -ENOMEM. */
-int stage_init(struct stage *s, struct staging *st, struct loop *loop, unsigned slot_id,
-               void (*on_room)(void *), void (*on_synced)(void *, int), void *owner);
+int stage_init(struct stage *s, struct staging *st, struct loop *loop, void (*on_room)(void *),
+               void (*on_synced)(void *, int), void *owner);
 void stage_destroy(struct stage *s);
 /* Creates this book's staging file, empty. 0 or -errno. */
 int stage_open(struct stage *s, const char *barcode);

@@ -16,7 +16,7 @@
 #include "quire/engine/mpmc.h"
 #include "run_int.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* One-shot poll entry for a socket libcurl asked us to watch. Entries are made on demand
  * and kept for reuse: libcurl's own limits bound how many sockets it opens at once, and a
@@ -317,7 +317,7 @@ static int worker_setup(struct worker *w)
         w->key_done.wake = wake_from_pool;
         w->key_done.wake_arg = w;
         for (unsigned i = 0; i < w->nbooks; i++) {
-                ret = book_new(&w->books[i], w, w->id * 100000 + i);
+                ret = book_new(&w->books[i], w);
                 if (ret < 0) {
                         qlog("worker %u: cannot set up its book slots: %s", w->id, strerror(-ret));
                         return ret;

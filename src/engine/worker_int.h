@@ -30,7 +30,7 @@ struct worker {
         struct loop *loop;
         CURLM *multi;
         struct loop_op curl_timer;
-        struct loop_op pump_op; /* a deferred worker_pump(): never recurse from a book's end */
+        struct loop_op pump_op;  /* a deferred worker_pump(): never recurse from a book's end */
         struct sock *socks;      /* every socket entry ever made (grows, never shrinks) */
         struct sock *free_socks; /* those not watching a socket now */
         struct book **books;

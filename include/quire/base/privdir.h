@@ -23,6 +23,10 @@ int privdir_open(const char *what, const char *path, int mkparents, char *msg, s
 int privdir_lock(int dirfd, const char *what, const char *path, int *lockfd, char *msg,
                  size_t msglen);
 
+/* Releases the lock and removes its file (a later holder checks that the file it locked is
+ * still the one at the name, so the removal cannot hand out the lock twice). */
+void privdir_unlock(int dirfd, int lockfd);
+
 /* Removes the regular files whose names end in suffix (only those: other tools may share
  * the directory); returns how many, or -errno. Call with the lock held. */
 int privdir_sweep(int dirfd, const char *suffix);

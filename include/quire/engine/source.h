@@ -39,10 +39,10 @@ enum source_status {
 
 struct source_result {
         enum source_status status;
-        const char *detail;     /* one line naming what failed; valid during done() */
-        bool run_level;         /* points at the whole run (credentials, access) */
-        unsigned retry_after_s; /* the server asked for this pause; 0: none */
-        long http_status;       /* 0 for files */
+        const char *detail;         /* one line naming what failed; valid during done() */
+        bool run_level;             /* points at the whole run (credentials, access) */
+        unsigned retry_after_s;     /* the server asked for this pause; 0: none */
+        long http_status;           /* 0 for files */
         char etag[SOURCE_ETAG_MAX]; /* normalized ETag, "" when none (files) */
         int64_t length;             /* body length when announced, else -1 */
 };

@@ -1,0 +1,31 @@
+/* Opening a source of books: an http(s):// URL template, or a file:// or plain path
+ * template. The engine then drives it through struct source (engine/source.h). */
+#ifndef QUIRE_IO_SOURCES_H
+#define QUIRE_IO_SOURCES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quire/engine/source.h"
+
+struct source_config {
+        const char *tmpl;         /* with {barcode}: http(s)://..., file://..., /dir/... */
+        const char *ca_file;      /* trust this CA bundle instead of the system's */
+        const char *header_file;  /* request headers, reread when the file changes */
+        const char *oauth_file;   /* OAuth2 credentials: a token kept fresh */
+        unsigned stall_timeout_s; /* no byte for this long: the transfer is retried */
+};
+
+/* 0, or -errno with a one-line message naming the option at fault. */
+int source_open(struct source **out, const struct source_config *cfg, char *msg, size_t msglen);
+
+/* The implementations, for source_open() and tests. */
+int source_http_open(struct source **out, const struct source_config *cfg, char *msg,
+                     size_t msglen);
+int source_file_open(struct source **out, const struct source_config *cfg, char *msg,
+                     size_t msglen);
+
+/* Fills out with the template, {barcode} replaced. 0 or -ENAMETOOLONG. */
+int source_expand(const char *tmpl, const char *barcode, char *out, size_t outlen);
+
+#endif
