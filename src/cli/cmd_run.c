@@ -1,22 +1,16 @@
-/* quire run: the main thread. Parses options, blocks the signals every thread must leave
- * to the signalfd, starts the workers, feeds barcodes into the queue as a stream, prints
- * status lines, and drains (first signal) or aborts (second). */
-#include "cmds.h"
-
+/* quire run: the program's side of a run. Parses the options (the table below is also
+ * the man page's and the completion's), blocks the signals before any thread exists,
+ * opens the run (its locks first), the source and the destination, and hands them to the
+ * engine. */
 #include <curl/curl.h>
 #include <errno.h>
-#include <getopt.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
+#include "cmds.h"
+#include "options.h"
 #include "quire/base/util.h"
 #include "quire/engine/run.h"
 #include "quire/io/sinks.h"
@@ -29,145 +23,125 @@ struct run_opts {
         struct sink_config sink;
         const char *passfile;
         char *passphrase;
+        bool version;
 };
-
-static const char run_usage[] =
-    "usage: quire run [OPTIONS] [BARCODES_FILE|-]\n"
-    "Fetches each barcode's book from --source, decrypts it as it arrives, and delivers\n"
-    "BARCODE.tar.gz to --dest. Barcodes: one per line; blank and '#' lines skipped.\n"
-    "\n"
-    "  --source TEMPLATE        URL or path with {barcode}: http(s)://..., file://..., /dir/...\n"
-    "  --dest DIR               where books go (created if missing)\n"
-    "  --passphrase-file FILE   first line is the passphrase (else $QUIRE_PASSPHRASE)\n"
-    "  --staging DIR            decrypted books before delivery (default DEST/.quire-staging,\n"
-    "                           or ./quire-staging for S3)\n"
-    "  --journal FILE           one line per finished book; books it says were delivered\n"
-    "                           are skipped (default quire.journal)\n"
-    "  --queue-size N           barcodes read ahead (100)\n"
-    "  --workers N              books in flight (20)\n"
-    "  --downloads N            concurrent source requests across all threads (5)\n"
-    "  --uploads N              concurrent deliveries (10)\n"
-    "  --threads N              worker threads (default: one per CPU)\n"
-    "  --cpus LIST              pin one worker thread per listed CPU, e.g. 0,2-3\n"
-    "  --status-every N         a status line after every N finished books (20)\n"
-    "  --status-format FMT      text or json (one object per line)\n"
-    "  --io BACKEND             auto, uring or epoll (auto: io_uring where allowed)\n"
-    "  --retries N              retries of a transient failure per book (5)\n"
-    "  --stall-timeout SECONDS  a transfer with no byte for this long is retried (60)\n"
-    "  --ca-file FILE           also trust this CA for HTTPS\n"
-    "  --max-consecutive-failures N  stop taking books after N run-level failures in a\n"
-    "                           row: wrong passphrase, authentication, destination (10)\n"
-    "  --header-file FILE       request headers for the source, one 'Name: value' a line,\n"
-    "                           reread whenever the file changes (rotating tokens)\n"
-    "  --oauth FILE             OAuth2 credentials JSON (client_id, client_secret,\n"
-    "                           refresh_token, token_uri): quire keeps a token fresh\n"
-    "  --force                  fetch even when the destination holds the same ETag\n"
-    "  --dest s3://BUCKET[/PREFIX]  S3-compatible bucket; credentials from AWS_ACCESS_KEY_ID,\n"
-    "                           AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, region from AWS_REGION\n"
-    "  --s3-endpoint URL        S3-compatible endpoint, path-style (MinIO, R2); also\n"
-    "                           AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL\n"
-    "  --part-size SIZE         books above this go by multipart upload (64MiB, min 5MiB)\n"
-    "  --max-upload-rate SIZE   S3: byte rate cap per upload, e.g. 10MiB (for shared links)\n"
-    "  --staging-max SIZE       bound on staged plaintext; downloads wait when it is full\n"
-    "  --batch N                benchmark only: the old design, N books at a time\n"
-    "  --help, --version\n"
-    "Exit: 0 all delivered or skipped, 1 some failed, 2 usage or configuration, 130 signal.\n";
 
 enum {
-        OPT_SOURCE = 256,
-        OPT_DEST,
-        OPT_PASSFILE,
-        OPT_STAGING,
-        OPT_JOURNAL,
-        OPT_QUEUE,
-        OPT_WORKERS,
-        OPT_DOWNLOADS,
-        OPT_UPLOADS,
-        OPT_THREADS,
-        OPT_CPUS,
-        OPT_STATUS_EVERY,
-        OPT_STATUS_FORMAT,
-        OPT_IO,
-        OPT_RETRIES,
-        OPT_STALL,
-        OPT_CA,
-        OPT_MAX_FAIL,
-        OPT_STAGING_MAX,
-        OPT_MAX_UPLOAD_RATE,
-        OPT_BATCH,
-        OPT_HEADER_FILE,
-        OPT_OAUTH,
-        OPT_FORCE,
-        OPT_S3_ENDPOINT,
-        OPT_PART_SIZE,
-        OPT_HELP,
-        OPT_VERSION,
+        RUN_SOURCE = 256,
+        RUN_DEST,
+        RUN_PASSFILE,
+        RUN_STAGING,
+        RUN_STAGING_MAX,
+        RUN_MAX_BOOK,
+        RUN_JOURNAL,
+        RUN_FORCE,
+        RUN_QUEUE,
+        RUN_WORKERS,
+        RUN_DOWNLOADS,
+        RUN_UPLOADS,
+        RUN_THREADS,
+        RUN_CPUS,
+        RUN_IO,
+        RUN_RETRIES,
+        RUN_STALL,
+        RUN_MAX_FAIL,
+        RUN_STATUS_EVERY,
+        RUN_STATUS_FORMAT,
+        RUN_CA,
+        RUN_HEADER_FILE,
+        RUN_OAUTH,
+        RUN_S3_ENDPOINT,
+        RUN_PART_SIZE,
+        RUN_MAX_UPLOAD_RATE,
+        RUN_BATCH,
+        RUN_VERSION,
 };
 
-static const struct option run_options[] = {
-    {"source", required_argument, NULL, OPT_SOURCE},
-    {"dest", required_argument, NULL, OPT_DEST},
-    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
-    {"staging", required_argument, NULL, OPT_STAGING},
-    {"journal", required_argument, NULL, OPT_JOURNAL},
-    {"queue-size", required_argument, NULL, OPT_QUEUE},
-    {"workers", required_argument, NULL, OPT_WORKERS},
-    {"downloads", required_argument, NULL, OPT_DOWNLOADS},
-    {"uploads", required_argument, NULL, OPT_UPLOADS},
-    {"threads", required_argument, NULL, OPT_THREADS},
-    {"cpus", required_argument, NULL, OPT_CPUS},
-    {"status-every", required_argument, NULL, OPT_STATUS_EVERY},
-    {"status-format", required_argument, NULL, OPT_STATUS_FORMAT},
-    {"io", required_argument, NULL, OPT_IO},
-    {"retries", required_argument, NULL, OPT_RETRIES},
-    {"stall-timeout", required_argument, NULL, OPT_STALL},
-    {"ca-file", required_argument, NULL, OPT_CA},
-    {"max-consecutive-failures", required_argument, NULL, OPT_MAX_FAIL},
-    {"staging-max", required_argument, NULL, OPT_STAGING_MAX},
-    {"max-upload-rate", required_argument, NULL, OPT_MAX_UPLOAD_RATE},
-    {"batch", required_argument, NULL, OPT_BATCH},
-    {"header-file", required_argument, NULL, OPT_HEADER_FILE},
-    {"oauth", required_argument, NULL, OPT_OAUTH},
-    {"force", no_argument, NULL, OPT_FORCE},
-    {"s3-endpoint", required_argument, NULL, OPT_S3_ENDPOINT},
-    {"part-size", required_argument, NULL, OPT_PART_SIZE},
-    {"help", no_argument, NULL, OPT_HELP},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {NULL, 0, NULL, 0},
+static const struct opt run_opts[] = {
+    OPT("source", RUN_SOURCE, "TEMPLATE", NULL,
+        "Where books come from: a URL or path with {barcode}, http(s)://..., file://... or "
+        "/dir/.... Required.",
+        .section = "Source and destination"),
+    OPT("dest", RUN_DEST, "DEST", NULL,
+        "Where books go: a directory (created if missing) or s3://BUCKET[/PREFIX], key "
+        "PREFIX/BARCODE.tar.gz. Required.",
+        .values = OPT_DIR),
+    OPT("passphrase-file", RUN_PASSFILE, "FILE", NULL,
+        "The passphrase is the first line of FILE (else $QUIRE_PASSPHRASE; never from argv).",
+        .values = OPT_FILE),
+    OPT("staging", RUN_STAGING, "DIR", "DEST/.quire-staging, or ./quire-staging for S3",
+        "Where decrypted books wait for delivery.", .values = OPT_DIR),
+    OPT("staging-max", RUN_STAGING_MAX, "SIZE", "no bound",
+        "Bound on staged plaintext; downloads wait while it is full."),
+    OPT("max-book-size", RUN_MAX_BOOK, "SIZE", "64GiB",
+        "Bound on one book's plaintext: a book that would grow past it (an endless or "
+        "decompression-bomb stream) fails alone."),
+    OPT("journal", RUN_JOURNAL, "FILE", "quire.journal",
+        "One line per finished book; books it says were delivered are skipped.",
+        .values = OPT_FILE),
+    OPT("force", RUN_FORCE, NULL, NULL,
+        "Fetch even when the destination holds the book with the source's ETag."),
+    OPT("queue-size", RUN_QUEUE, "N", "100", "Barcodes read ahead of the workers.",
+        .section = "Limits"),
+    OPT("workers", RUN_WORKERS, "N", "20", "Books in flight."),
+    OPT("downloads", RUN_DOWNLOADS, "N", "5",
+        "Concurrent source requests across all threads (GRIN's limit)."),
+    OPT("uploads", RUN_UPLOADS, "N", "10", "Concurrent deliveries."),
+    OPT("threads", RUN_THREADS, "N", "one per CPU", "Worker threads."),
+    OPT("cpus", RUN_CPUS, "LIST", NULL, "Pin one worker thread per listed CPU, e.g. 0,2-3."),
+    OPT("io", RUN_IO, "BACKEND", "auto",
+        "Event backend: auto (io_uring where allowed, else epoll), uring or epoll.",
+        .values = "auto uring epoll"),
+    OPT("retries", RUN_RETRIES, "N", "5",
+        "Retries of a transient failure (5xx, 429, reset, stall) per book.", .section = "Failures"),
+    OPT("stall-timeout", RUN_STALL, "SECONDS", "60",
+        "A transfer with no byte for this long is retried."),
+    OPT("max-consecutive-failures", RUN_MAX_FAIL, "N", "10",
+        "Stop taking books after N run-level failures in a row: wrong passphrase, "
+        "authentication, destination."),
+    OPT("status-every", RUN_STATUS_EVERY, "N", "20", "A status line after every N finished books.",
+        .section = "Status"),
+    OPT("status-format", RUN_STATUS_FORMAT, "FMT", "text", "text, or json: one object per line.",
+        .values = "text json"),
+    OPT("ca-file", RUN_CA, "FILE", NULL,
+        "Trust this CA bundle for HTTPS instead of the system's store.",
+        .section = "GRIN and S3", .values = OPT_FILE),
+    OPT("header-file", RUN_HEADER_FILE, "FILE", NULL,
+        "Request headers for the source, one 'Name: value' a line, reread whenever the file "
+        "changes (rotating tokens).",
+        .values = OPT_FILE),
+    OPT("oauth", RUN_OAUTH, "FILE", NULL,
+        "OAuth2 credentials JSON (client_id, client_secret, refresh_token, token_uri): quire "
+        "keeps a token fresh and never prints it.",
+        .values = OPT_FILE),
+    OPT("s3-endpoint", RUN_S3_ENDPOINT, "URL", "AWS",
+        "S3-compatible endpoint, path-style (MinIO, R2); also $AWS_ENDPOINT_URL_S3 or "
+        "$AWS_ENDPOINT_URL."),
+    OPT("part-size", RUN_PART_SIZE, "SIZE", "64MiB",
+        "Books above this go to S3 by multipart upload (at least 5MiB)."),
+    OPT("max-upload-rate", RUN_MAX_UPLOAD_RATE, "SIZE", "unlimited",
+        "S3: byte rate cap per upload, e.g. 10MiB (for shared links)."),
+    OPT("batch", RUN_BATCH, "N", NULL, "Benchmarks only: the old design, N books at a time.",
+        .section = "Other"),
+    OPT("version", RUN_VERSION, NULL, NULL, "Print the version and exit."),
+    {0},
 };
 
-static int usage_error(const char *fmt, const char *a, const char *b)
-{
-        char msg[512];
-        snprintf(msg, sizeof msg, fmt, a, b);
-        qlog("%s (see quire run --help)", msg);
-        return -1;
-}
+const struct cmd_spec cmd_run_spec = {
+    .name = "run",
+    .operands = "[BARCODES_FILE|-]",
+    .operand_values = OPT_FILE,
+    .max_operands = 1,
+    .summary = "move books: fetch, decrypt, deliver",
+    .description =
+        "Fetches each barcode's book from --source, decrypts it as it arrives, and delivers "
+        "BARCODE.tar.gz to --dest. Barcodes: one per line, from the file or standard input; "
+        "blank and '#' lines are skipped. Sizes take KiB, MiB, GiB suffixes (64MiB, 5M).",
+    .opts = run_opts,
+    .main = cmd_run,
+};
 
-static int parse_count(const char *opt, const char *arg, unsigned lo, unsigned hi, unsigned *out)
-{
-        char *end;
-        errno = 0;
-        unsigned long v = strtoul(arg, &end, 10);
-        if (errno || end == arg || *end || v < lo || v > hi) {
-                char range[64];
-                snprintf(range, sizeof range, "a whole number from %u to %u", lo, hi);
-                qlog("%s: expected %s, got '%s'", opt, range, arg);
-                return -1;
-        }
-        *out = (unsigned)v;
-        return 0;
-}
-
-static int parse_bytes(const char *opt, const char *arg, uint64_t *out)
-{
-        if (parse_size(arg, out) < 0)
-                return usage_error("%s: expected a size such as 64MiB, 512KiB or 1GiB, got '%s'",
-                                   opt, arg);
-        return 0;
-}
-
-/* "0,2-3" → {0, 2, 3}. */
+/* "0,2-3" -> {0, 2, 3}. */
 static int parse_cpus(const char *arg, struct run_config *cfg)
 {
         const char *p = arg;
@@ -197,105 +171,105 @@ static int parse_cpus(const char *arg, struct run_config *cfg)
         if (cfg->ncpus)
                 return 0;
 bad:
-        return usage_error("--cpus: expected a list such as 0,2-3, got '%s'%s", arg, "");
+        return opts_usage_error(&cmd_run_spec, RUN_CPUS, "expected a list such as 0,2-3, got '%s'",
+                                arg);
 }
 
-static int parse_option(struct run_opts *o, int opt, const char *arg)
+static int set_count(int key, const char *arg, uint64_t lo, uint64_t hi, unsigned *out)
 {
-        const char *name = NULL;
-        for (const struct option *ro = run_options; ro->name; ro++)
-                if (ro->val == opt)
-                        name = ro->name;
-        char flag[64];
-        snprintf(flag, sizeof flag, "--%s", name ? name : "?");
+        uint64_t v;
+        int r = opts_count(&cmd_run_spec, key, arg, lo, hi, &v);
+        if (r == 0)
+                *out = (unsigned)v;
+        return r;
+}
+
+static int set_option(void *ctx, int key, const char *arg)
+{
+        struct run_opts *o = ctx;
         struct run_config *cfg = &o->run;
-        switch (opt) {
-        case OPT_SOURCE:
+        const struct cmd_spec *c = &cmd_run_spec;
+        unsigned idx;
+        switch (key) {
+        case RUN_SOURCE:
                 o->source.tmpl = arg;
                 return 0;
-        case OPT_DEST:
+        case RUN_DEST:
                 o->sink.dest = arg;
                 return 0;
-        case OPT_PASSFILE:
+        case RUN_PASSFILE:
                 o->passfile = arg;
                 return 0;
-        case OPT_STAGING:
+        case RUN_STAGING:
                 cfg->staging = arg;
                 return 0;
-        case OPT_JOURNAL:
+        case RUN_STAGING_MAX:
+                return opts_size(c, key, arg, 0, UINT64_MAX, &cfg->staging_max);
+        case RUN_MAX_BOOK:
+                return opts_size(c, key, arg, 1, UINT64_MAX, &cfg->max_book_size);
+        case RUN_JOURNAL:
                 cfg->journal_path = arg;
                 return 0;
-        case OPT_CA:
-                o->source.ca_file = o->sink.ca_file = arg;
-                return 0;
-        case OPT_HEADER_FILE:
-                o->source.header_file = arg;
-                return 0;
-        case OPT_OAUTH:
-                o->source.oauth_file = arg;
-                return 0;
-        case OPT_FORCE:
+        case RUN_FORCE:
                 cfg->force = true;
                 return 0;
-        case OPT_S3_ENDPOINT:
-                o->sink.s3_endpoint = arg;
-                return 0;
-        case OPT_PART_SIZE:
-                if (parse_bytes(flag, arg, &o->sink.part_size) < 0)
-                        return -1;
-                if (o->sink.part_size < 5u << 20)
-                        return usage_error("%s: S3 parts are at least 5MiB, got '%s'", flag, arg);
-                if (o->sink.part_size > 5ull << 30)
-                        return usage_error("%s: S3 parts are at most 5GiB, got '%s'", flag, arg);
-                return 0;
-        case OPT_QUEUE:
-                return parse_count(flag, arg, 1, 1u << 20, &cfg->queue_size);
-        case OPT_WORKERS:
-                return parse_count(flag, arg, 1, 10000, &cfg->workers);
-        case OPT_DOWNLOADS:
-                return parse_count(flag, arg, 1, 10000, &cfg->downloads);
-        case OPT_UPLOADS:
-                return parse_count(flag, arg, 1, 10000, &cfg->uploads);
-        case OPT_THREADS:
-                return parse_count(flag, arg, 1, CPU_SETSIZE, &cfg->threads);
-        case OPT_CPUS:
+        case RUN_QUEUE:
+                return set_count(key, arg, 1, 1u << 20, &cfg->queue_size);
+        case RUN_WORKERS:
+                return set_count(key, arg, 1, 10000, &cfg->workers);
+        case RUN_DOWNLOADS:
+                return set_count(key, arg, 1, 10000, &cfg->downloads);
+        case RUN_UPLOADS:
+                return set_count(key, arg, 1, 10000, &cfg->uploads);
+        case RUN_THREADS:
+                return set_count(key, arg, 1, CPU_SETSIZE, &cfg->threads);
+        case RUN_CPUS:
                 return parse_cpus(arg, cfg);
-        case OPT_STATUS_EVERY:
-                return parse_count(flag, arg, 1, UINT_MAX, &cfg->status_every);
-        case OPT_RETRIES:
-                return parse_count(flag, arg, 0, 100, &cfg->retries);
-        case OPT_STALL:
-                if (parse_count(flag, arg, 1, 86400, &o->source.stall_timeout_s) < 0)
-                        return -1;
+        case RUN_IO:
+                if (opts_choice(c, key, arg, &idx))
+                        return OPTS_USAGE;
+                cfg->io = idx == 0 ? LOOP_AUTO : idx == 1 ? LOOP_URING : LOOP_EPOLL;
+                return 0;
+        case RUN_RETRIES:
+                return set_count(key, arg, 0, 100, &cfg->retries);
+        case RUN_STALL:
+                if (set_count(key, arg, 1, 86400, &o->source.stall_timeout_s))
+                        return OPTS_USAGE;
                 o->sink.stall_timeout_s = o->source.stall_timeout_s;
                 return 0;
-        case OPT_MAX_FAIL:
-                return parse_count(flag, arg, 0, UINT_MAX, &cfg->max_consecutive_failures);
-        case OPT_BATCH:
-                return parse_count(flag, arg, 1, 1u << 20, &cfg->batch);
-        case OPT_STAGING_MAX:
-                return parse_bytes(flag, arg, &cfg->staging_max);
-        case OPT_MAX_UPLOAD_RATE:
-                return parse_bytes(flag, arg, &o->sink.max_upload_rate);
-        case OPT_STATUS_FORMAT:
-                if (strcmp(arg, "text") && strcmp(arg, "json"))
-                        return usage_error("--status-format: expected text or json, got '%s'%s",
-                                           arg, "");
-                cfg->status_json = !strcmp(arg, "json");
+        case RUN_MAX_FAIL:
+                return set_count(key, arg, 0, UINT32_MAX, &cfg->max_consecutive_failures);
+        case RUN_STATUS_EVERY:
+                return set_count(key, arg, 1, UINT32_MAX, &cfg->status_every);
+        case RUN_STATUS_FORMAT:
+                if (opts_choice(c, key, arg, &idx))
+                        return OPTS_USAGE;
+                cfg->status_json = idx == 1;
                 return 0;
-        case OPT_IO:
-                if (!strcmp(arg, "auto"))
-                        cfg->io = LOOP_AUTO;
-                else if (!strcmp(arg, "uring"))
-                        cfg->io = LOOP_URING;
-                else if (!strcmp(arg, "epoll"))
-                        cfg->io = LOOP_EPOLL;
-                else
-                        return usage_error("--io: expected auto, uring or epoll, got '%s'%s", arg,
-                                           "");
+        case RUN_CA:
+                o->source.ca_file = o->sink.ca_file = arg;
+                return 0;
+        case RUN_HEADER_FILE:
+                o->source.header_file = arg;
+                return 0;
+        case RUN_OAUTH:
+                o->source.oauth_file = arg;
+                return 0;
+        case RUN_S3_ENDPOINT:
+                o->sink.s3_endpoint = arg;
+                return 0;
+        case RUN_PART_SIZE:
+                /* S3's own bounds: parts of 5 MiB to 5 GiB. */
+                return opts_size(c, key, arg, 5u << 20, 5ull << 30, &o->sink.part_size);
+        case RUN_MAX_UPLOAD_RATE:
+                return opts_size(c, key, arg, 0, UINT64_MAX, &o->sink.max_upload_rate);
+        case RUN_BATCH:
+                return set_count(key, arg, 1, 1u << 20, &cfg->batch);
+        case RUN_VERSION:
+                o->version = true;
                 return 0;
         default:
-                return usage_error("unknown option%s%s", "", "");
+                return opts_usage_error(c, 0, "unknown option");
         }
 }
 
@@ -303,6 +277,7 @@ static void opts_defaults(struct run_opts *o)
 {
         *o = (struct run_opts){0};
         run_config_defaults(&o->run);
+        o->run.max_book_size = 64ull << 30;
         o->source.stall_timeout_s = o->sink.stall_timeout_s = 60;
 }
 
@@ -310,43 +285,34 @@ static void opts_defaults(struct run_opts *o)
  * usage error (already reported). */
 static int parse_args(int argc, char **argv, struct run_opts *o)
 {
-        struct run_config *cfg = &o->run;
+        const struct cmd_spec *c = &cmd_run_spec;
         opts_defaults(o);
-        optind = 1;
-        opterr = 0;
-        int opt;
-        while ((opt = getopt_long(argc, argv, "", run_options, NULL)) != -1) {
-                if (opt == OPT_HELP) {
-                        fputs(run_usage, stdout);
-                        return 1;
-                }
-                if (opt == OPT_VERSION) {
-                        printf("quire %s\n", QUIRE_VERSION);
-                        return 1;
-                }
-                if (opt == '?' || opt == ':') {
-                        const char *bad = argv[optind - 1];
-                        return usage_error("%s: unknown option or missing value%s", bad, "");
-                }
-                if (parse_option(o, opt, optarg) < 0)
-                        return -1;
+        int next = opts_parse(c, argc, argv, set_option, o);
+        if (next == OPTS_HELP)
+                return 1;
+        if (next < 0)
+                return -1;
+        if (o->version) {
+                printf("quire %s\n", QUIRE_VERSION);
+                return 1;
         }
-        if (optind < argc)
-                cfg->barcodes_path = argv[optind++];
-        if (optind < argc)
-                return usage_error("unexpected argument '%s'%s", argv[optind], "");
+        if (next < argc)
+                o->run.barcodes_path = argv[next];
+        /* opts_usage_error() prints the line and always returns OPTS_USAGE. */
         if (!o->source.tmpl)
-                return usage_error("--source is required (a URL or path with {barcode})%s%s", "",
-                                   "");
+                return opts_usage_error(c, RUN_SOURCE,
+                                        "is required (a URL or path with {barcode})"),
+                       -1;
         if (!strstr(o->source.tmpl, "{barcode}"))
-                return usage_error("--source '%s' has no {barcode}%s", o->source.tmpl, "");
+                return opts_usage_error(c, RUN_SOURCE, "'%s' has no {barcode}", o->source.tmpl), -1;
         if (!o->sink.dest)
-                return usage_error("--dest is required (a directory or s3://BUCKET[/PREFIX])%s%s",
-                                   "", "");
-        o->passphrase = read_passphrase(o->passfile, &cfg->passlen);
+                return opts_usage_error(c, RUN_DEST,
+                                        "is required (a directory or s3://BUCKET[/PREFIX])"),
+                       -1;
+        o->passphrase = read_passphrase(o->passfile, &o->run.passlen);
         if (!o->passphrase)
                 return -1;
-        cfg->passphrase = o->passphrase;
+        o->run.passphrase = o->passphrase;
         return 0;
 }
 
