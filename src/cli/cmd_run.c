@@ -44,6 +44,9 @@ enum {
         RUN_IO,
         RUN_RETRIES,
         RUN_STALL,
+        RUN_MIN_RATE,
+        RUN_MIN_RATE_WINDOW,
+        RUN_DOWNLOAD_TIMEOUT,
         RUN_MAX_FAIL,
         RUN_STATUS_EVERY,
         RUN_STATUS_FORMAT,
@@ -54,6 +57,7 @@ enum {
         RUN_PART_SIZE,
         RUN_MAX_UPLOAD_RATE,
         RUN_BATCH,
+        RUN_CORE_DUMPS,
         RUN_VERSION,
 };
 
@@ -96,6 +100,13 @@ static const struct opt run_opts[] = {
         "Retries of a transient failure (5xx, 429, reset, stall) per book.", .section = "Failures"),
     OPT("stall-timeout", RUN_STALL, "SECONDS", "60",
         "A transfer with no byte for this long is retried."),
+    OPT("min-rate", RUN_MIN_RATE, "SIZE", "1KiB",
+        "A download slower than SIZE bytes a second over a --min-rate-window is retried like "
+        "a stall (a source that trickles never stalls); 0 turns the check off."),
+    OPT("min-rate-window", RUN_MIN_RATE_WINDOW, "SECONDS", "60",
+        "The window --min-rate is measured over."),
+    OPT("download-timeout", RUN_DOWNLOAD_TIMEOUT, "SECONDS", "14400",
+        "One download attempt taking longer is retried like a stall; 0: no deadline."),
     OPT("max-consecutive-failures", RUN_MAX_FAIL, "N", "10",
         "Stop taking books after N run-level failures in a row: wrong passphrase, "
         "authentication, destination."),
@@ -104,8 +115,8 @@ static const struct opt run_opts[] = {
     OPT("status-format", RUN_STATUS_FORMAT, "FMT", "text", "text, or json: one object per line.",
         .values = "text json"),
     OPT("ca-file", RUN_CA, "FILE", NULL,
-        "Trust this CA bundle for HTTPS instead of the system's store.",
-        .section = "GRIN and S3", .values = OPT_FILE),
+        "Trust this CA bundle for HTTPS instead of the system's store.", .section = "GRIN and S3",
+        .values = OPT_FILE),
     OPT("header-file", RUN_HEADER_FILE, "FILE", NULL,
         "Request headers for the source, one 'Name: value' a line, reread whenever the file "
         "changes (rotating tokens).",
@@ -123,6 +134,8 @@ static const struct opt run_opts[] = {
         "S3: byte rate cap per upload, e.g. 10MiB (for shared links)."),
     OPT("batch", RUN_BATCH, "N", NULL, "Benchmarks only: the old design, N books at a time.",
         .section = "Other"),
+    OPT("allow-core-dumps", RUN_CORE_DUMPS, NULL, NULL,
+        "Let a crash dump core. Off by default: the process holds the passphrase and tokens."),
     OPT("version", RUN_VERSION, NULL, NULL, "Print the version and exit."),
     {0},
 };
@@ -237,6 +250,12 @@ static int set_option(void *ctx, int key, const char *arg)
                         return OPTS_USAGE;
                 o->sink.stall_timeout_s = o->source.stall_timeout_s;
                 return 0;
+        case RUN_MIN_RATE:
+                return opts_size(c, key, arg, 0, UINT64_MAX, &o->source.min_rate);
+        case RUN_MIN_RATE_WINDOW:
+                return set_count(key, arg, 1, 86400, &o->source.min_rate_window_s);
+        case RUN_DOWNLOAD_TIMEOUT:
+                return set_count(key, arg, 0, 30 * 86400, &o->source.download_timeout_s);
         case RUN_MAX_FAIL:
                 return set_count(key, arg, 0, UINT32_MAX, &cfg->max_consecutive_failures);
         case RUN_STATUS_EVERY:
@@ -268,6 +287,8 @@ static int set_option(void *ctx, int key, const char *arg)
         case RUN_VERSION:
                 o->version = true;
                 return 0;
+        case RUN_CORE_DUMPS: /* main() looked for it before anything else */
+                return 0;
         default:
                 return opts_usage_error(c, 0, "unknown option");
         }
@@ -279,6 +300,9 @@ static void opts_defaults(struct run_opts *o)
         run_config_defaults(&o->run);
         o->run.max_book_size = 64ull << 30;
         o->source.stall_timeout_s = o->sink.stall_timeout_s = 60;
+        o->source.min_rate = 1024;
+        o->source.min_rate_window_s = 60;
+        o->source.download_timeout_s = 4 * 3600;
 }
 
 /* Parses argv into o. Returns 0 to run, 1 when --help/--version was answered, -1 on a

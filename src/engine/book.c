@@ -55,6 +55,7 @@ struct book {
         bool room_wait; /* the source is paused until the stage has room */
         size_t room_need;
         int feed_error; /* what stopped the transfer from our side */
+        int first_byte; /* of the body, -1 before it: names an HTML page for what it is */
         char etag[SOURCE_ETAG_MAX];
         /* the key, derived beside the loop */
         struct key_req key;
@@ -357,6 +358,8 @@ static int on_src_data(void *owner, uint64_t off, const uint8_t *p, size_t n)
                 return SOURCE_PAUSE;
         }
         atomic_fetch_add(&b->r->stats.bytes_in, n);
+        if (b->fed == 0 && n)
+                b->first_byte = p[0];
         b->fed += n;
         int rc = pgp_feed(b->dec, p, n);
         if (rc) {
@@ -403,8 +406,11 @@ static void download_failed(struct book *b, const struct source_result *res)
                 /* A wrong passphrase, or a source that serves something else than OpenPGP
                  * (a login page), concerns every book; a tampered book only itself. */
                 int rc = b->feed_error;
-                book_failed(b, false, rc == PGP_EBADPASS || rc == PGP_ENOTPGP, false,
-                            pgp_detail(b->dec));
+                const char *why = pgp_detail(b->dec);
+                if (rc == PGP_ENOTPGP && b->first_byte == '<')
+                        why = "the source sent an HTML or XML page, not an archive (a login or "
+                              "error page: check the credentials)";
+                book_failed(b, false, rc == PGP_EBADPASS || rc == PGP_ENOTPGP, false, why);
                 return;
         }
         b->retry_after_s = res->retry_after_s;
@@ -429,6 +435,7 @@ static void fetch_begin(struct book *b)
 {
         b->fed = 0;
         b->feed_error = 0;
+        b->first_byte = -1;
         b->room_wait = false;
         b->key_tried = false;
         int err = stage_open(&b->stage, b->item.barcode);

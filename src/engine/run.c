@@ -384,7 +384,9 @@ static void feed(struct main_state *m)
                 if (!m->have_pending && (batch_full(m) || !next_barcode(m)))
                         break;
                 m->have_pending = true;
-                if (!mpmc_try_push(r->queue, &m->pending))
+                /* The queue's capacity is a power of two: hold to --queue-size. */
+                if (mpmc_size(r->queue) >= r->cfg.queue_size ||
+                    !mpmc_try_push(r->queue, &m->pending))
                         break;
                 m->have_pending = false;
                 m->pushed++;

@@ -30,6 +30,8 @@ struct http_source {
         struct source base;
         const char *tmpl, *ca_file;
         unsigned stall_s;
+        uint64_t min_rate;
+        uint64_t rate_window_ns, deadline_ns;
         struct auth *auth;
 };
 
@@ -49,8 +51,9 @@ struct http_slot {
         unsigned auth_gen;
         uint64_t off; /* body bytes taken by the owner */
         bool paused;  /* the owner said SOURCE_PAUSE */
-        bool stalled;
-        uint64_t last_byte_ns;
+        enum { FLOW_OK, FLOW_STALLED, FLOW_SLOW, FLOW_LATE } flow;
+        uint64_t started_ns, last_byte_ns;
+        uint64_t window_ns, window_bytes; /* start of the --min-rate window */
         int stop_rc;
         struct loop_op resume_op; /* resumes from the loop, never inside resume() */
         struct loop_op later_op;  /* reports a failure or starts a redirect's hop */
@@ -107,19 +110,39 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 
 /* libcurl's own low-speed check averages over about 5 s, so a burst before a stall
  * hides it that long: this callback, called at least once a second while the transfer
- * lives, measures the silence itself. A transfer paused by its owner is not stalled. */
+ * lives, measures the silence itself, the rate over each --min-rate window (a source
+ * that trickles a byte a second never stalls, yet would hold its download slot for
+ * ever), and the attempt's deadline. A transfer paused by its owner is neither stalled
+ * nor slow. */
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
         struct http_slot *h = ud;
+        const struct http_source *src = h->src;
+        uint64_t now = now_ns(), got = dlnow > 0 ? (uint64_t)dlnow : 0;
+        if (src->deadline_ns && now - h->started_ns > src->deadline_ns) {
+                h->flow = FLOW_LATE;
+                return 1;
+        }
         if (h->paused) {
-                h->last_byte_ns = now_ns();
+                h->last_byte_ns = h->window_ns = now;
+                h->window_bytes = got;
                 return 0;
         }
-        if (now_ns() - h->last_byte_ns < (uint64_t)h->src->stall_s * 1000000000u)
-                return 0;
-        h->stalled = true;
-        return 1;
+        if (now - h->last_byte_ns >= (uint64_t)src->stall_s * 1000000000u) {
+                h->flow = FLOW_STALLED;
+                return 1;
+        }
+        if (src->min_rate && now - h->window_ns >= src->rate_window_ns) {
+                double secs = (double)(now - h->window_ns) / 1e9;
+                if ((double)(got - h->window_bytes) < (double)src->min_rate * secs) {
+                        h->flow = FLOW_SLOW;
+                        return 1;
+                }
+                h->window_ns = now;
+                h->window_bytes = got;
+        }
+        return 0;
 }
 
 /* ---- one request ------------------------------------------------------------------- */
@@ -134,10 +157,12 @@ static int request_start(struct http_slot *h)
         if (http_easy_reset(e, &base) < 0)
                 return -ENOMEM;
         http_head_init(&h->head);
-        h->html = h->paused = h->stalled = false;
+        h->html = h->paused = false;
+        h->flow = FLOW_OK;
         h->stop_rc = 0;
         h->off = 0;
-        h->last_byte_ns = now_ns();
+        h->started_ns = h->last_byte_ns = h->window_ns = now_ns();
+        h->window_bytes = 0;
         curl_easy_setopt(e, CURLOPT_URL, h->url);
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(e, CURLOPT_HEADERDATA, h);
@@ -258,9 +283,23 @@ static bool verdict(struct http_slot *h, CURLcode rc, struct source_result *res,
         } else if (h->head.too_long) {
                 snprintf(detail, dlen, "source: an answer header line longer than %d bytes",
                          HTTP_LINE_MAX);
-        } else if (rc == CURLE_ABORTED_BY_CALLBACK && h->stalled) {
+        } else if (rc == CURLE_ABORTED_BY_CALLBACK && h->flow != FLOW_OK) {
                 res->status = SOURCE_TRANSIENT;
-                snprintf(detail, dlen, "source: stalled: no byte for %u s", h->src->stall_s);
+                const struct http_source *src = h->src;
+                if (h->flow == FLOW_STALLED)
+                        snprintf(detail, dlen, "source: stalled: no byte for %u s", src->stall_s);
+                else if (h->flow == FLOW_SLOW)
+                        snprintf(detail, dlen,
+                                 "source: too slow: under %llu bytes/s over %llu s (--min-rate)",
+                                 (unsigned long long)src->min_rate,
+                                 (unsigned long long)(src->rate_window_ns / 1000000000u));
+                else
+                        snprintf(detail, dlen, "source: not done after %llu s (--download-timeout)",
+                                 (unsigned long long)(src->deadline_ns / 1000000000u));
+        } else if (rc == CURLE_OUT_OF_MEMORY && strstr(h->errbuf, "header")) {
+                /* libcurl refuses a header over 100 KB: a misbehaving server, not memory. */
+                snprintf(detail, dlen, "source: an answer header larger than libcurl accepts (%s)",
+                         h->errbuf);
         } else if (rc != CURLE_OK) {
                 res->status = SOURCE_TRANSIENT;
                 snprintf(detail, dlen, "source: %s",
@@ -404,6 +443,10 @@ int source_http_open(struct source **out, const struct source_config *cfg, char 
         hs->tmpl = cfg->tmpl;
         hs->ca_file = cfg->ca_file;
         hs->stall_s = cfg->stall_timeout_s ? cfg->stall_timeout_s : 60;
+        hs->min_rate = cfg->min_rate;
+        hs->rate_window_ns =
+            (uint64_t)(cfg->min_rate_window_s ? cfg->min_rate_window_s : 60) * 1000000000u;
+        hs->deadline_ns = (uint64_t)cfg->download_timeout_s * 1000000000u;
         if ((cfg->header_file || cfg->oauth_file) &&
             auth_open(&hs->auth, cfg->header_file, cfg->oauth_file, cfg->ca_file, msg, msglen) <
                 0) {

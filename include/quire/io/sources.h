@@ -14,6 +14,11 @@ struct source_config {
         const char *header_file;  /* request headers, reread when the file changes */
         const char *oauth_file;   /* OAuth2 credentials: a token kept fresh */
         unsigned stall_timeout_s; /* no byte for this long: the transfer is retried */
+        /* Slower than min_rate bytes/s over a window of min_rate_window_s seconds, or
+         * longer than download_timeout_s in all: retried like a stall. 0: no bound. */
+        uint64_t min_rate;
+        unsigned min_rate_window_s;
+        unsigned download_timeout_s;
 };
 
 /* 0, or -errno with a one-line message naming the option at fault. */
