@@ -54,8 +54,9 @@ struct book {
         uint64_t fed;   /* body bytes handed to the decryptor */
         bool room_wait; /* the source is paused until the stage has room */
         size_t room_need;
-        int feed_error; /* what stopped the transfer from our side */
-        int first_byte; /* of the body, -1 before it: names an HTML page for what it is */
+        int feed_error;  /* what stopped the transfer from our side */
+        int restart_err; /* a new stage could not be made when starting over */
+        int first_byte;  /* of the body, -1 before it: names an HTML page for what it is */
         char etag[SOURCE_ETAG_MAX];
         /* the key, derived beside the loop */
         struct key_req key;
@@ -73,7 +74,13 @@ struct book {
         struct loop_op timer;
         unsigned retry_after_s;
         bool retry_upload; /* the backoff leads back to the upload, the stage kept */
-        bool space_wait;   /* the failure was a full staging disk others will free */
+        /* Resuming a broken download: the decryptor, digests and stage stay as they were
+         * at `fed`, and the retry asks for the rest (If-Range: resume_etag). */
+        bool resume, resuming, restart_wait, no_resume;
+        char resume_etag[SOURCE_ETAG_MAX];
+        unsigned resumes;
+        uint64_t resumed_bytes; /* not fetched again thanks to resuming */
+        bool space_wait;        /* the failure was a full staging disk others will free */
         uint64_t started_ns, dl_started_ns, ul_started_ns;
         bool holds_download, holds_upload;
         char detail[512];
@@ -154,6 +161,13 @@ static void book_skip(struct book *b)
 static void book_finish(struct book *b, bool ok, bool run_level, const char *detail)
 {
         uint64_t bytes = b->stage.size;
+        char resumed[128];
+        if (ok && b->resumes) {
+                snprintf(resumed, sizeof resumed,
+                         "resumed %u time(s): %llu bytes not fetched again", b->resumes,
+                         (unsigned long long)b->resumed_bytes);
+                detail = resumed;
+        }
         stage_drop(b);
         set_stage(b, BOOK_IDLE);
         struct journal_rec rec = {
@@ -167,6 +181,7 @@ static void book_finish(struct book *b, bool ok, bool run_level, const char *det
         if (!ok)
                 qlog("%s (line %llu): failed: %s", b->item.barcode,
                      (unsigned long long)b->item.line, detail);
+        b->resume = false;
         progress_count(b->r, ok ? OUTCOME_OK : OUTCOME_FAILED, ok ? bytes : 0);
         run_note_outcome(b->r, ok, run_level, detail ? detail : "");
         book_end(b);
@@ -217,7 +232,7 @@ static void book_failed(struct book *b, bool transient, bool run_level, bool upl
                 return;
         }
         b->retry_upload = upload;
-        if (!upload)
+        if (!upload && !b->resume)
                 stage_drop(b);
         set_stage(b, BOOK_BACKOFF);
         if (space_wait) {
@@ -337,9 +352,46 @@ static bool key_beside(struct book *b, const uint8_t *p, size_t n)
         return true;
 }
 
+/* The source sent the whole body again instead of the rest (no ranges, or the object
+ * changed): start this book over, once the stage's last writes are done. */
+static int restart_body(struct book *b)
+{
+        if (stage_busy(&b->stage)) {
+                b->restart_wait = true;
+                return SOURCE_PAUSE;
+        }
+        b->restart_wait = false;
+        stage_drop(b);
+        int err = stage_open(&b->stage, b->item.barcode);
+        if (err) {
+                b->feed_error = PGP_ESINK;
+                b->restart_err = err;
+                return -1;
+        }
+        pgp_reset(b->dec, b->r->cfg.passphrase, b->r->cfg.passlen, on_plaintext, b);
+        digest_reset(&b->digest);
+        b->resumed_bytes -= b->fed < b->resumed_bytes ? b->fed : b->resumed_bytes;
+        b->fed = 0;
+        b->first_byte = -1;
+        b->key_tried = false;
+        return 0;
+}
+
 static int on_src_data(void *owner, uint64_t off, const uint8_t *p, size_t n)
 {
         struct book *b = owner;
+        if (b->resuming) {
+                if (off == 0 && b->fed > 0) {
+                        int rc = restart_body(b);
+                        if (rc)
+                                return rc;
+                } else {
+                        b->resumes++;
+                        b->resumed_bytes += b->fed;
+                        atomic_fetch_add(&b->r->stats.bytes_resumed, b->fed);
+                }
+                b->resuming = false;
+        }
         if (off + n <= b->fed)
                 return 0; /* delivered again after a pause: taken already */
         assert(off <= b->fed);
@@ -372,6 +424,10 @@ static int on_src_data(void *owner, uint64_t off, const uint8_t *p, size_t n)
 static void on_stage_room(void *owner)
 {
         struct book *b = owner;
+        if (b->restart_wait && !stage_busy(&b->stage)) {
+                b->restart_wait = false;
+                b->r->source->ops->resume(b->src);
+        }
         if (b->room_wait && stage_room(&b->stage) >= b->room_need) {
                 b->room_wait = false;
                 b->r->source->ops->resume(b->src);
@@ -399,7 +455,9 @@ static void on_stage_synced(void *owner, int rc)
 static void download_failed(struct book *b, const struct source_result *res)
 {
         if (res->status == SOURCE_STOPPED && b->feed_error == PGP_ESINK) {
-                staging_failed(b, -pgp_sink_errno(b->dec)); /* a positive errno */
+                int err = b->restart_err ? b->restart_err : -pgp_sink_errno(b->dec);
+                b->restart_err = 0;
+                staging_failed(b, err);
                 return;
         }
         if (res->status == SOURCE_STOPPED || res->status == SOURCE_OK) {
@@ -414,12 +472,22 @@ static void download_failed(struct book *b, const struct source_result *res)
                 return;
         }
         b->retry_after_s = res->retry_after_s;
+        if (res->range_refused)
+                b->no_resume = true;
+        /* A transfer that broke after some bytes continues from there: the decryptor
+         * holds its state at exactly `fed`. Only against the same object: HTTP needs a
+         * strong ETag for If-Range. */
+        b->resume = res->status == SOURCE_TRANSIENT && b->fed > 0 && !b->no_resume &&
+                    (!strcmp(b->r->source->kind, "file") || (res->etag[0] && !res->etag_weak));
+        if (b->resume)
+                snprintf(b->resume_etag, sizeof b->resume_etag, "%s", res->etag);
         book_failed(b, res->status == SOURCE_TRANSIENT, res->run_level, false, res->detail);
 }
 
 static void download_done(struct book *b, const struct source_result *res)
 {
         release_download(b);
+        b->room_wait = b->key_wait = false; /* the source is done: nothing to resume */
         snprintf(b->etag, sizeof b->etag, "%s", res->etag);
         if (res->status == SOURCE_OK && !b->feed_error)
                 b->feed_error = pgp_finish(b->dec);
@@ -431,8 +499,27 @@ static void download_done(struct book *b, const struct source_result *res)
         stage_finish(&b->stage);
 }
 
+/* The retry of a broken download asks for the rest. */
+static void resume_begin(struct book *b)
+{
+        b->resume = false;
+        b->resuming = true;
+        b->feed_error = 0;
+        b->room_wait = false;
+        b->head = false;
+        struct source_request req = {.barcode = b->item.barcode,
+                                     .offset = b->fed,
+                                     .if_range = b->resume_etag[0] ? b->resume_etag : NULL};
+        b->r->source->ops->begin(b->src, &req);
+}
+
 static void fetch_begin(struct book *b)
 {
+        if (b->resume) {
+                resume_begin(b);
+                return;
+        }
+        b->resuming = false;
         b->fed = 0;
         b->feed_error = 0;
         b->first_byte = -1;
@@ -558,6 +645,9 @@ void book_start(struct book *b, const struct queue_item *item)
         b->item = *item;
         b->attempt = 0;
         b->retry_upload = false;
+        b->resume = b->resuming = b->restart_wait = b->no_resume = false;
+        b->resumes = 0;
+        b->resumed_bytes = 0;
         b->started_ns = now_ns();
         b->etag[0] = b->dest_etag[0] = 0;
         snprintf(b->name, sizeof b->name, "%s.tar.gz", item->barcode);
@@ -594,7 +684,7 @@ void book_abort(struct book *b)
         default:
                 break;
         }
-        b->key_wait = false;
+        b->key_wait = b->room_wait = b->restart_wait = b->resume = false;
         loop_cancel(b->w->loop, &b->timer);
         release_download(b);
         release_upload(b);

@@ -63,8 +63,9 @@ static char *parse_header_lines(const char *path, char *text)
                         line[--n] = 0;
                 if (!n || line[0] == '#')
                         continue;
-                char *colon = strchr(line, ':');
-                if (!colon || colon == line || strpbrk(line, " \t") < colon) {
+                /* "Name: value" and "Name:value" both; no blank inside the name. */
+                char *colon = strchr(line, ':'), *blank = strpbrk(line, " \t");
+                if (!colon || colon == line || (blank && blank < colon)) {
                         qlog("%s:%u: not a 'Name: value' header line; ignored", path, lineno);
                         continue;
                 }

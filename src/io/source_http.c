@@ -47,6 +47,10 @@ struct http_slot {
         unsigned redirects;
         bool credentials; /* this request carries them */
         bool head_only, html, active;
+        /* resuming: the body from want_off on, if the object still has this ETag */
+        uint64_t want_off;
+        char if_range[SOURCE_ETAG_MAX + 8];
+        bool body_started, bad_range;
         struct curl_slist *hdrs;
         unsigned auth_gen;
         uint64_t off; /* body bytes taken by the owner */
@@ -87,8 +91,19 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
         struct http_slot *h = ud;
         size_t len = size * nmemb;
         h->last_byte_ns = now_ns();
-        if (h->head.status != 200)
+        long st = h->head.status;
+        if (st != 200 && !(st == 206 && h->want_off))
                 return len; /* an error page or a redirect's body: read and dropped */
+        if (!h->body_started) {
+                /* A 206 continues where the last attempt broke; a 200 is the whole body
+                 * again (no ranges, or the object changed): offsets say which. */
+                h->body_started = true;
+                h->off = st == 206 ? h->want_off : 0;
+                if (st == 206 && h->head.range_start != (int64_t)h->want_off) {
+                        h->bad_range = true;
+                        return 0;
+                }
+        }
         if (h->html) {
                 h->stop_rc = STOP_HTML;
                 return 0;
@@ -157,7 +172,7 @@ static int request_start(struct http_slot *h)
         if (http_easy_reset(e, &base) < 0)
                 return -ENOMEM;
         http_head_init(&h->head);
-        h->html = h->paused = false;
+        h->html = h->paused = h->body_started = h->bad_range = false;
         h->flow = FLOW_OK;
         h->stop_rc = 0;
         h->off = 0;
@@ -179,10 +194,19 @@ static int request_start(struct http_slot *h)
                 curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
         curl_slist_free_all(h->hdrs);
         h->hdrs = NULL;
-        if (h->src->auth && h->credentials) {
+        if (h->src->auth && h->credentials)
                 h->hdrs = auth_headers(h->src->auth, &h->auth_gen);
-                curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->hdrs);
+        if (h->want_off) {
+                char range[32];
+                snprintf(range, sizeof range, "%llu-", (unsigned long long)h->want_off);
+                curl_easy_setopt(e, CURLOPT_RANGE, range);
+                struct curl_slist *l = curl_slist_append(h->hdrs, h->if_range);
+                if (!l)
+                        return -ENOMEM;
+                h->hdrs = l;
         }
+        if (h->hdrs)
+                curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->hdrs);
         int err = worker_add_xfer(h->w, &h->x);
         h->active = err == 0;
         return err;
@@ -272,7 +296,14 @@ static bool verdict(struct http_slot *h, CURLcode rc, struct source_result *res,
                                       .retry_after_s = h->head.retry_after_s,
                                       .length = h->head.content_length};
         snprintf(res->etag, sizeof res->etag, "%s", h->head.etag);
-        if (rc == CURLE_WRITE_ERROR && h->stop_rc == STOP_HTML) {
+        res->etag_weak = h->head.etag_weak;
+        if (rc == CURLE_WRITE_ERROR && h->bad_range) {
+                res->status = SOURCE_TRANSIENT;
+                res->range_refused = true;
+                snprintf(detail, dlen,
+                         "source: HTTP 206 for another range than asked (%lld, not %llu)",
+                         (long long)h->head.range_start, (unsigned long long)h->want_off);
+        } else if (rc == CURLE_WRITE_ERROR && h->stop_rc == STOP_HTML) {
                 res->run_level = true;
                 snprintf(detail, dlen,
                          "source: an HTML page where an archive was expected (a login or "
@@ -304,8 +335,13 @@ static bool verdict(struct http_slot *h, CURLcode rc, struct source_result *res,
                 res->status = SOURCE_TRANSIENT;
                 snprintf(detail, dlen, "source: %s",
                          h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc));
-        } else if (st == 200) {
+        } else if (st == 200 || (st == 206 && h->want_off)) {
                 res->status = SOURCE_OK;
+        } else if (st == 416 && h->want_off) {
+                res->status = SOURCE_TRANSIENT;
+                res->range_refused = true;
+                snprintf(detail, dlen, "source: HTTP 416: the range from %llu refused",
+                         (unsigned long long)h->want_off);
         } else if (st >= 300 && st < 400 && st != 304) {
                 char *to = NULL;
                 curl_easy_getinfo(h->x.easy, CURLINFO_REDIRECT_URL, &to);
@@ -361,6 +397,9 @@ static void http_begin(struct source_slot *ss, const struct source_request *req)
         h->redirects = 0;
         h->credentials = true;
         h->head_only = req->head;
+        h->want_off = req->head || !req->if_range ? 0 : req->offset;
+        snprintf(h->if_range, sizeof h->if_range, "If-Range: \"%s\"",
+                 req->if_range ? req->if_range : "");
         if (source_expand(h->src->tmpl, req->barcode, h->url, sizeof h->url) < 0) {
                 fail_later(h, SOURCE_FAILED, "source: URL longer than %d bytes", HTTP_URL_MAX);
                 return;

@@ -44,6 +44,8 @@ struct source_result {
         unsigned retry_after_s;     /* the server asked for this pause; 0: none */
         long http_status;           /* 0 for files */
         char etag[SOURCE_ETAG_MAX]; /* normalized ETag, "" when none (files) */
+        bool etag_weak;             /* W/: no good for If-Range, so no resuming */
+        bool range_refused;         /* the server refused the range asked (416) */
         int64_t length;             /* body length when announced, else -1 */
 };
 
@@ -52,6 +54,12 @@ struct source_request {
         const char *file; /* the file name at the source (GRIN's list), NULL: from the
                              source's template */
         bool head;        /* only the answer's headers (ETag, length): no body */
+        /* Resuming: the body from this offset on (HTTP: Range, with If-Range: the ETag
+         * of the first answer). The first data() then comes at `offset` when the source
+         * honoured it, or at 0 when it sent the whole body again (a server without
+         * ranges, or one whose object changed): the owner starts over then. */
+        uint64_t offset;
+        const char *if_range; /* the strong ETag the rest must belong to (HTTP) */
 };
 
 struct source_events {

@@ -12,6 +12,7 @@ struct stats {
         atomic_uint_fast64_t ok, failed, skipped; /* finished books by outcome */
         atomic_uint_fast64_t bytes_in;            /* ciphertext received from the source */
         atomic_uint_fast64_t bytes_out;           /* plaintext delivered */
+        atomic_uint_fast64_t bytes_resumed;       /* not fetched again: broken downloads resumed */
         atomic_int waiting;     /* taken by a worker, waiting for a download slot */
         atomic_int downloading; /* GET in flight (decrypting inline) */
         atomic_int finishing;   /* verified or flushing staged plaintext */
