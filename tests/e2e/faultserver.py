@@ -21,6 +21,7 @@ Options:
   --token-file F       tokens, one a line, also accepted; read again on every request
   --stall-secs S       default stall/delay length (3)
   --no-name-faults     do not derive faults from barcode names
+  --no-range           ignore Range (a server without ranges: every GET is a 200)
   --s3rver-dir D       proxy mode: emulate what s3rver 3.7.1 lacks, ListMultipartUploads
                        (GET /BUCKET?uploads) and AbortMultipartUpload
                        (DELETE /BUCKET/KEY?uploadId=ID), on its store D
@@ -48,7 +49,8 @@ Barcode names can carry a fault without a rules file: FAULT-<KIND>-<COUNT>-anyth
 (e.g. FAULT-503-2-0001, FAULT-RESET-1-0002, FAULT-404-ALL-0003), KIND and COUNT as above.
 
 ETag: every file answer (GET, HEAD, 206) carries ETag "<md5 of the file>".
-Range: "bytes=A-" and "bytes=A-B" are honoured (206).
+Range: "bytes=A-" and "bytes=A-B" are honoured (206), unless If-Range names another ETag
+(then the whole file, 200) or --no-range is given (a server without ranges: always 200).
 """
 
 import argparse
@@ -391,6 +393,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                    ("Accept-Ranges", "bytes")]
         start, end, code = 0, size - 1, 200
         m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        # If-Range: the rest only of the same object; a changed one is sent whole.
+        if_range = self.headers.get("If-Range")
+        if if_range is not None and if_range != dict(headers)["ETag"]:
+            m = None
+        if self.state.args.no_range:
+            m = None
+            headers = [h for h in headers if h[0] != "Accept-Ranges"]
         if m and int(m.group(1)) < size:
             start = int(m.group(1))
             end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
@@ -523,6 +532,7 @@ def main():
     p.add_argument("--token-file")
     p.add_argument("--stall-secs", type=float, default=3.0)
     p.add_argument("--no-name-faults", action="store_true")
+    p.add_argument("--no-range", action="store_true")
     p.add_argument("--s3rver-dir")
     args = p.parse_args()
     if args.root:
