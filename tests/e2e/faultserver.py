@@ -40,6 +40,7 @@ Rules, one a line ("#" comments):   PATTERN FAULT [COUNT] [NAME=VALUE...]
            reset-before  proxy: reset the connection without forwarding
            reset-after   proxy: forward, then reset instead of relaying the answer
            ok        answer normally (counts, so "ok 2" then "500" fails the third)
+           redirect  a 302 (status=N for another) with Location: to=URL (absolute or not)
   COUNT    the first COUNT matching requests for each path get the fault (default 1);
            "always" or "*": every one
   NAME=VALUE filters and parameters: method=GET,HEAD (default GET for body faults, any
@@ -377,6 +378,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._status(int(fault), fault, target, op, auth, rule)
         if fault == "slowdown":
             return self._status(503, fault, target, op, auth, rule)
+        if fault == "redirect":
+            return self._status(int(rule.params.get("status", "302")), fault, target, op, auth,
+                                rule, extra={"Location": rule.params.get("to", "/")})
         if any(p in ("..", ".") for p in path.split("/")):
             return self._status(400, "-", target, op, auth)
         full = os.path.join(self.state.args.root, path.lstrip("/"))

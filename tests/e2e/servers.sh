@@ -12,7 +12,7 @@
 #                                  wait until a line of FILE matches the extended REGEX
 #   stop_pid PID [SECONDS]         SIGTERM PID, SIGKILL after SECONDS (default 5), reap it
 #   make_ca                        $T/ca/{ca.pem,ca.key,server.pem,server.key}; CA_FILE
-#   start_nginx DOCROOT [LIMIT_RATE]
+#   start_nginx DOCROOT [LIMIT_RATE]   (NGINX_LOCATIONS: more directives for its server)
 #                                  NGINX_HTTP, NGINX_HTTPS, NGINX_LOG, NGINX_PID
 #   start_s3rver [BUCKET...]       S3_ENDPOINT, S3RVER_ENDPOINT, S3RVER_DIR, S3RVER_LOG,
 #                                  S3_BUCKET, AWS_* (default bucket quire-test)
@@ -169,6 +169,7 @@ http {
         ssl_protocols TLSv1.2 TLSv1.3;
         root $docroot;
         location / { }
+        ${NGINX_LOCATIONS:-}
     }
 }
 EOF
