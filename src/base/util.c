@@ -109,9 +109,10 @@ char *read_passphrase(const char *path, size_t *len)
                 *len = strlen(env);
                 char *copy = strdup(env);
                 /* The variable's bytes are what /proc/PID/environ shows for the whole run:
-                 * wipe them where they are, then drop the name. */
-                explicit_bzero((char *)env, *len);
+                 * drop it from the environment, then wipe "NAME=value" where it lies. */
+                char *entry = (char *)env - strlen("QUIRE_PASSPHRASE=");
                 unsetenv("QUIRE_PASSPHRASE");
+                explicit_bzero(entry, strlen(entry));
                 return copy;
         }
         int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -133,7 +133,7 @@ void stage_destroy(struct stage *s)
 int stage_open(struct stage *s, const char *barcode)
 {
         char name[128];
-        int n = snprintf(name, sizeof name, "%s.tar.gz%s", barcode, STAGE_SUFFIX);
+        int n = snprintf(name, sizeof name, "%s%s", barcode, STAGE_SUFFIX);
         if (n < 0 || (size_t)n >= sizeof name)
                 return -ENAMETOOLONG;
         snprintf(s->path, sizeof s->path, "%s/%s", s->st->path, name);

@@ -20,7 +20,7 @@
 
 #define STAGE_BUFS     4
 #define STAGE_BUF_SIZE (256 * 1024)
-#define STAGE_SUFFIX   ".quire-part"
+#define STAGE_SUFFIX   ".tar.gz.quire-part" /* the sweep removes only these names */
 
 struct staging {
         int dirfd, lockfd;

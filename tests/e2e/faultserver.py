@@ -36,6 +36,7 @@ Rules, one a line ("#" comments):   PATTERN FAULT [COUNT] [NAME=VALUE...]
            reset     headers and `at` bytes of the body, then a TCP reset (SO_LINGER 0)
            short     full Content-Length, `at` bytes, then a clean close
            stall     `at` bytes, then nothing for `secs`, then=continue (default) or close
+           trickle   `at` bytes, then one byte every `secs` (0.5): never a stall, just slow
            delay     nothing for `secs` before answering normally
            reset-before  proxy: reset the connection without forwarding
            reset-after   proxy: forward, then reset instead of relaying the answer
@@ -71,7 +72,7 @@ import threading
 import time
 import urllib.parse
 
-BODY_FAULTS = {"reset", "short", "stall"}
+BODY_FAULTS = {"reset", "short", "stall", "trickle"}
 HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "te", "upgrade",
        "proxy-connection", "trailer", "content-length"}
 OURS = {"date", "server"}  # send_response writes these
@@ -348,6 +349,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         return self._rst()
                     if fault == "short":
                         return self._fin()
+                    if fault == "trickle":
+                        # A byte every `secs` seconds: never silent long enough to stall.
+                        for i in range(len(rest)):
+                            self.wfile.write(rest[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(float(params.get("secs", "0.5")))
+                        sent += len(rest)
+                        cut = False
+                        continue
                     # stall
                     self.wfile.flush()
                     time.sleep(float(params.get("secs", self.state.args.stall_secs)))
