@@ -194,3 +194,34 @@ void free_secret(char *s)
                 free(s);
         }
 }
+
+int util_write_all(int fd, const void *buf, size_t n)
+{
+        const char *p = buf;
+        while (n) {
+                ssize_t w = write(fd, p, n);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        return w < 0 ? -errno : -EIO;
+                p += w;
+                n -= (size_t)w;
+        }
+        return 0;
+}
+
+int util_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
+{
+        const char *p = buf;
+        while (n) {
+                ssize_t w = pwrite(fd, p, n, (off_t)off);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        return w < 0 ? -errno : -EIO;
+                p += w;
+                n -= (size_t)w;
+                off += (uint64_t)w;
+        }
+        return 0;
+}

@@ -21,8 +21,6 @@
 #include "staging.h"
 #include "worker_int.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
-
 /* Plaintext out can exceed ciphertext in by the decryptor's held-back MDC tail. */
 #define STAGING_SLACK 64
 #define BOOK_META_MAX 5

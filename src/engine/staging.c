@@ -11,8 +11,6 @@
 #include "quire/base/privdir.h"
 #include "quire/base/util.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
-
 int staging_open(struct staging *st, const char *path, uint64_t max, uint64_t max_book, char *msg,
                  size_t msglen)
 {
@@ -58,21 +56,6 @@ bool staging_has_room(struct staging *st)
 
 /* ---- one book's file ----------------------------------------------------------------- */
 
-static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
-{
-        while (n) {
-                ssize_t w = pwrite(fd, p, n, (off_t)off);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w <= 0)
-                        return w < 0 ? -errno : -EIO;
-                p += w;
-                n -= (size_t)w;
-                off += (uint64_t)w;
-        }
-        return 0;
-}
-
 static void try_sync(struct stage *s);
 
 static void on_write_done(struct loop_op *op, int res)
@@ -85,7 +68,7 @@ static void on_write_done(struct loop_op *op, int res)
                         s->error = res;
         } else if ((size_t)res < sb->len) {
                 /* A short write to a regular file: finish it synchronously (rare). */
-                int err = pwrite_all(s->fd, sb->data + res, sb->len - (size_t)res,
+                int err = util_pwrite_all(s->fd, sb->data + res, sb->len - (size_t)res,
                                      sb->off + (uint64_t)res);
                 if (err && !s->error)
                         s->error = err;
@@ -184,7 +167,7 @@ int stage_write(struct stage *s, const uint8_t *p, size_t n)
         while (n) {
                 struct stage_buf *sb = &s->bufs[s->cur];
                 if (sb->op.pending) {
-                        int err = pwrite_all(s->fd, p, n, s->size);
+                        int err = util_pwrite_all(s->fd, p, n, s->size);
                         if (err)
                                 return err;
                         s->size += n;

@@ -16,8 +16,6 @@
 #include "quire/engine/mpmc.h"
 #include "run_int.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
-
 /* One-shot poll entry for a socket libcurl asked us to watch. Entries are made on demand
  * and kept for reuse: libcurl's own limits bound how many sockets it opens at once, and a
  * refused socket would fail every transfer of the multi handle. */

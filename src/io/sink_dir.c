@@ -17,8 +17,6 @@
 #include "quire/engine/worker.h"
 #include "quire/io/sinks.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
-
 #define INCOMING ".quire-incoming"
 #define PART     ".quire-part"
 

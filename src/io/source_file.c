@@ -8,11 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "quire/base/util.h"
 #include "quire/engine/loop.h"
 #include "quire/engine/worker.h"
 #include "quire/io/sources.h"
-
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 #define FILE_READ_SIZE (256 * 1024)
 

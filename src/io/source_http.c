@@ -18,8 +18,6 @@
 #include "quire/io/http.h"
 #include "quire/io/sources.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
-
 #define HTTP_MAX_REDIRECTS 5
 #define HTTP_URL_MAX       4096
 #define HTTP_BUFFER        (256 * 1024)

@@ -11,6 +11,14 @@
 #define QUIRE_VERSION "unknown"
 #endif
 
+/* The struct that holds member m at p (an op embedded in its owner). */
+#define container_of(p, type, m) ((type *)((char *)(p)-offsetof(type, m)))
+
+/* write(2)/pwrite(2) until all of p[0..n) is written, through EINTR and short writes.
+ * 0 or -errno (-EIO when the kernel wrote nothing and said no error). */
+int util_write_all(int fd, const void *p, size_t n);
+int util_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
+
 /* One line on stderr, prefixed "quire: ". Thread-safe (one write per line). */
 void qlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
