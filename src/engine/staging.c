@@ -69,7 +69,7 @@ static void on_write_done(struct loop_op *op, int res)
         } else if ((size_t)res < sb->len) {
                 /* A short write to a regular file: finish it synchronously (rare). */
                 int err = util_pwrite_all(s->fd, sb->data + res, sb->len - (size_t)res,
-                                     sb->off + (uint64_t)res);
+                                          sb->off + (uint64_t)res);
                 if (err && !s->error)
                         s->error = err;
         }
