@@ -69,10 +69,14 @@ while read -r b; do
 import json, re, sys
 h = json.load(open(sys.argv[1]))
 m = h["Metadata"]
-want = {"barcode": sys.argv[2], "encrypted-etag": sys.argv[3], "plaintext-sha256": sys.argv[4]}
+want = {"barcode": sys.argv[2], "encrypted_etag": sys.argv[3], "plaintext-sha256": sys.argv[4],
+        "original_filename": sys.argv[2] + ".tar.gz.gpg"}
 bad = [f"{k}={m.get(k)!r}, wanted {v!r}" for k, v in want.items() if m.get(k) != v]
-if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", m.get("acquired", "")):
-    bad.append(f"acquired={m.get('acquired')!r}")
+if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", m.get("acquisition_date", "")):
+    bad.append(f"acquisition_date={m.get('acquisition_date')!r}")
+extra = set(m) - set(want) - {"acquisition_date"}
+if extra:
+    bad.append(f"unexpected metadata {sorted(extra)}")
 if h["ContentLength"] != int(sys.argv[5]):
     bad.append(f"ContentLength {h['ContentLength']}, wanted {sys.argv[5]}")
 if bad:
@@ -81,7 +85,7 @@ if bad:
 EOF
 done <"$T/all.txt"
 if [ $meta_bad -eq 0 ]; then
-	pass "s3: metadata barcode, encrypted-etag (nginx's ETag), plaintext-sha256, acquired on every object"
+	pass "s3: metadata exactly barcode, acquisition_date, encrypted_etag (nginx's ETag), original_filename, plaintext-sha256 on every object"
 else
 	fail "s3: metadata" "see above"
 fi
