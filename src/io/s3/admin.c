@@ -180,11 +180,10 @@ static int page_url(struct admin *a, char *url, size_t len, const char *pfx, con
  * notice, not a refusal: the run can go on. -EINTR when the user asked to stop. */
 static int sweep(struct admin *a)
 {
-        static char kmark[S3_KEY_MAX * 3 + 1], umark[S3_ID_MAX + 1], next_k[sizeof kmark],
-            next_u[sizeof umark]; /* main thread only */
+        char kmark[S3_KEY_MAX * 3 + 1] = "", umark[S3_ID_MAX + 1] = "";
+        char next_k[sizeof kmark], next_u[sizeof umark];
         char pfx[S3_PREFIX_MAX + 2], url[S3_URL_MAX], trunc[16];
         listing_prefix(a->s3, pfx, sizeof pfx);
-        kmark[0] = umark[0] = 0;
         for (unsigned page = 0; page < PAGES_MAX; page++) {
                 int err = page_url(a, url, sizeof url, pfx, kmark, umark);
                 if (!err)

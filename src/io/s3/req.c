@@ -417,7 +417,7 @@ int s3_meta_check(const struct delivery_meta *meta, unsigned n, char *why, size_
                                  k);
                         return -EINVAL;
                 }
-                total += kl + vl;
+                total += vl ? kl + vl : 0; /* an empty value is not sent */
         }
         if (total > S3_META_MAX) {
                 snprintf(why, len, "user metadata of %zu bytes; S3 takes at most %d (2 KB)", total,

@@ -93,15 +93,17 @@ char *s3_escape_path(const char *key)
         for (const char *seg = key;;) {
                 const char *end = strchr(seg, '/');
                 size_t sl = end ? (size_t)(end - seg) : strlen(seg);
-                char *e = sl ? curl_easy_escape(NULL, seg, (int)sl) : NULL;
-                if (sl && !e) {
-                        free(out);
-                        return NULL;
+                if (sl) {
+                        char *e = curl_easy_escape(NULL, seg, (int)sl);
+                        if (!e) {
+                                free(out);
+                                return NULL;
+                        }
+                        size_t el = strlen(e);
+                        memcpy(out + o, e, el);
+                        o += el;
+                        curl_free(e);
                 }
-                size_t el = e ? strlen(e) : 0;
-                memcpy(out + o, e, el);
-                o += el;
-                curl_free(e);
                 if (!end)
                         break;
                 out[o++] = '/';
