@@ -9,17 +9,17 @@
 // Key, secret and region default to AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
 // (else S3RVER, S3RVER, us-east-1). Once listening on 127.0.0.1 it writes "PORT PID" to
 // the ready file. For every request, before forwarding it, one line is appended to the log:
-//   OK METHOD URL payload=P md5=M checksum=C
-//   BAD METHOD URL payload=P md5=M checksum=C: WHY
+//   OK METHOD URL payload=P md5=M[ checksum=C]
+//   BAD METHOD URL payload=P md5=M[ checksum=C]: WHY
 // where P is "ok" (x-amz-content-sha256 equals the body's SHA-256), "unsigned"
 // (UNSIGNED-PAYLOAD), "streaming" (STREAMING-*: only the seed signature is checked),
 // "absent" or "mismatch", M is "ok", "absent" or "mismatch" (Content-MD5 against the
-// body) and C the same for x-amz-checksum-sha256 (base64 of the body's SHA-256). A
-// payload, MD5 or checksum mismatch makes the line BAD, and so do a missing or malformed
-// Authorization header, another access key, region or service, x-amz-date not matching
-// the scope's date, a signed header missing from the request, or a signature differing
-// from the one the SDK's signer computes from the method, path, query, signed headers
-// and payload hash of the request as received.
+// body) and C, only for a request with x-amz-checksum-sha256, "ok" or "mismatch" (base64
+// of the body's SHA-256). A payload, MD5 or checksum mismatch makes the line BAD, and so
+// do a missing or malformed Authorization header, another access key, region or service,
+// x-amz-date not matching the scope's date, a signed header missing from the request, or
+// a signature differing from the one the SDK's signer computes from the method, path,
+// query, signed headers and payload hash of the request as received.
 //
 // --lie-complete SUBSTRING: a CompleteMultipartUpload (POST ?uploadId=) whose URL contains
 // SUBSTRING is checked and logged as above but not forwarded: the answer is what S3 sends
@@ -231,7 +231,8 @@ const server = http.createServer((req, res) => {
     let verdict;
     try {
       const [bad, payload, md5, checksum] = await check(req, body);
-      verdict = `${bad.length ? 'BAD' : 'OK'} ${req.method} ${req.url} payload=${payload} md5=${md5} checksum=${checksum}` +
+      verdict = `${bad.length ? 'BAD' : 'OK'} ${req.method} ${req.url} payload=${payload} md5=${md5}` +
+        (checksum === 'absent' ? '' : ` checksum=${checksum}`) +
         (bad.length ? `: ${bad.join('; ')}` : '');
     } catch (e) {
       verdict = `BAD ${req.method} ${req.url}: checker error ${e.message}`;

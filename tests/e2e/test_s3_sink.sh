@@ -33,6 +33,17 @@ meta_args() { # BARCODE FILE: the five entries the engine passes
 	echo "barcode=$1 acquisition_date=2026-11-29T03:10:02Z encrypted_etag=\"etag-$1\"" \
 		"original_filename=$1.tar.gz.gpg plaintext-sha256=$(sha "$2")"
 }
+# interrupted NAME FILE REGEX SECONDS ARGS...: the harness in the background, SIGINT once
+# a line of FILE matches REGEX; sets rc to its exit status.
+interrupted() {
+	local name=$1 file=$2 re=$3 secs=$4 pid
+	shift 4
+	"$HARNESS" --endpoint "$S3_ENDPOINT" "$@" >"$T/$name.out" 2>"$T/$name.err" &
+	pid=$!
+	wait_for_line "$file" "$re" "$secs" && kill -INT "$pid"
+	wait "$pid"
+	rc=$?
+}
 same_object() { # NAME KEY FILE
 	rm -f "$T/got"
 	if s3_get "$BUCKET" "$2" "$T/got" 2>"$T/got.err" && cmp -s "$3" "$T/got"; then
@@ -189,13 +200,8 @@ fi
 
 # ---- issue 9: a stalled start ends at once on Ctrl-C ------------------------------------
 printf '%s\n' 'quire-test delay 1 op=list secs=30' >"$T/rules"
-"$HARNESS" --endpoint "$S3_ENDPOINT" --dest "s3://$BUCKET/h" "$T/none.jobs" >"$T/h.out" 2>"$T/h.err" &
-pid=$!
-if wait_for_line "$SIGV4_LOG" '^OK GET /quire-test\?max-keys=1&prefix=h%2F' 10; then
-	kill -INT "$pid"
-fi
-wait "$pid"
-rc=$?
+interrupted h "$SIGV4_LOG" '^OK GET /quire-test\?max-keys=1&prefix=h%2F' 10 \
+	--dest "s3://$BUCKET/h" "$T/none.jobs"
 if [ "$rc" -eq 130 ] && has h '^open rc=-4 msg=--dest s3://quire-test/h: interrupted$' &&
 	! grep -q 'prefix=h%2F' "$S3PROXY_LOG"; then
 	pass "s3 sink: SIGINT during a stalled bucket check ends the start with -EINTR before any answer"
@@ -210,14 +216,9 @@ fi
 # short timeout, and the next start's sweep abort what is left.
 printf '%s\n' '* delay always op=abort secs=60' >"$T/rules"
 for i in 1 2 3; do printf 'deliver q%s.tar.gz %s barcode=q%s\n' "$i" "$T/big" "$i"; done >"$T/i.jobs"
-"$HARNESS" --endpoint "$S3_ENDPOINT" --dest "s3://$BUCKET/i" --part-size 5MiB \
-	--max-upload-rate 1MiB --abort-deadline-ms 20000 "$T/i.jobs" >"$T/i.out" 2>"$T/i.err" &
-pid=$!
-if wait_for_line "$T/i.out" '^added 12$' 30; then # 3 Creates, then all 9 parts
-	kill -INT "$pid"
-fi
-wait "$pid"
-rc=$?
+# SIGINT once 3 Creates and all 9 parts have started.
+interrupted i "$T/i.out" '^added 12$' 30 --dest "s3://$BUCKET/i" --part-size 5MiB \
+	--max-upload-rate 1MiB --abort-deadline-ms 20000 "$T/i.jobs"
 deletes=$(grep -cE '^OK DELETE /quire-test/i/q[123].tar.gz\?uploadId=' "$SIGV4_LOG")
 answered=$(grep -cE '/i/q[123].tar.gz.*op=abort' "$S3PROXY_LOG")
 if [ "$rc" -eq 130 ] && has i '^abort: 3 transfers in flight after abort\(\)$' &&
@@ -241,14 +242,8 @@ for i in 1 2 3; do no_object "s3 sink: no object q$i after the quit" "i/q$i.tar.
 
 # The same quit against an endpoint that answers: the abort completes, nothing is left.
 printf 'deliver j.tar.gz %s barcode=j\n' "$T/big" >"$T/j.jobs"
-"$HARNESS" --endpoint "$S3_ENDPOINT" --dest "s3://$BUCKET/j" --part-size 5MiB \
-	--max-upload-rate 1MiB "$T/j.jobs" >"$T/j.out" 2>"$T/j.err" &
-pid=$!
-if wait_for_line "$T/j.out" '^added 4$' 30; then
-	kill -INT "$pid"
-fi
-wait "$pid"
-rc=$?
+interrupted j "$T/j.out" '^added 4$' 30 --dest "s3://$BUCKET/j" --part-size 5MiB \
+	--max-upload-rate 1MiB "$T/j.jobs"
 if [ "$rc" -eq 130 ] && has j '^abort: 1 transfers in flight after abort\(\)$' &&
 	has j '^abort: holds released' &&
 	grep -qE '^DELETE /quire-test/j/j.tar.gz\?uploadId=[^ ]* 204 .*op=abort' "$S3PROXY_LOG"; then

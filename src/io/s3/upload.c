@@ -125,17 +125,27 @@ static void warn_abort(struct sink_slot *ss, struct s3_req *q, CURLcode rc)
                      why);
 }
 
-/* Builds the AbortMultipartUpload of the slot's upload on ctl. */
-static int abort_setup(struct sink_slot *ss, long timeout_ms)
+/* Sends the AbortMultipartUpload of the slot's upload on ctl. False when it cannot go
+ * (said in a log line): the upload is then left to the next run's start-up sweep. */
+static bool abort_send(struct sink_slot *ss, long timeout_ms,
+                       void (*done)(struct s3_req *q, CURLcode rc))
 {
         char url[S3_URL_MAX];
         const char *query[] = {"uploadId", ss->upload_id, NULL};
+        ss->ctl.done = done;
         int err = s3_url_query(url, sizeof url, ss->url, query);
         if (!err)
                 err = s3_req_setup(&ss->ctl, "DELETE", url, S3_EMPTY_SHA);
         if (!err && curl_easy_setopt(ss->ctl.x.easy, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK)
                 err = -ENOMEM;
-        return err;
+        if (!err)
+                err = s3_req_start(&ss->ctl, ss->w);
+        if (err) {
+                qlog("s3 AbortMultipartUpload %.200s: %s; the next run's start aborts it", ss->key,
+                     strerror(-err));
+                ss->upload_id[0] = 0;
+        }
+        return !err;
 }
 
 static void on_abort_done(struct s3_req *q, CURLcode rc)
@@ -149,16 +159,9 @@ static void on_abort_done(struct s3_req *q, CURLcode rc)
 static void abort_begin(struct sink_slot *ss)
 {
         ss->phase = ABORTING;
-        int err = abort_setup(ss, worker_aborting(ss->w) ? QUIT_TIMEOUT_MS : ABORT_TIMEOUT_MS);
-        ss->ctl.done = on_abort_done;
-        if (!err)
-                err = s3_req_start(&ss->ctl, ss->w);
-        if (err) {
-                qlog("s3 AbortMultipartUpload %.200s: %s; the next run's start aborts it", ss->key,
-                     strerror(-err));
-                ss->upload_id[0] = 0;
+        if (!abort_send(ss, worker_aborting(ss->w) ? QUIT_TIMEOUT_MS : ABORT_TIMEOUT_MS,
+                        on_abort_done))
                 end(ss);
-        }
 }
 
 /* ---- single PUT ---------------------------------------------------------------------- */
@@ -531,20 +534,10 @@ static void s3_abort(struct sink_slot *ss)
         ss->phase = IDLE;
         ss->d = NULL;
         ss->lk = NULL;
-        if (!ss->upload_id[0])
-                return;
-        ss->ctl.done = on_quit_abort_done;
-        int err = abort_setup(ss, QUIT_TIMEOUT_MS);
-        if (!err)
-                err = s3_req_start(&ss->ctl, ss->w);
-        if (err) {
-                qlog("s3 AbortMultipartUpload %.200s: %s; the next run's start aborts it", ss->key,
-                     strerror(-err));
-                ss->upload_id[0] = 0;
-                return;
+        if (ss->upload_id[0] && abort_send(ss, QUIT_TIMEOUT_MS, on_quit_abort_done)) {
+                ss->holding = true;
+                worker_hold(ss->w);
         }
-        ss->holding = true;
-        worker_hold(ss->w);
 }
 
 /* ---- slots ------------------------------------------------------------------------------- */
