@@ -31,7 +31,9 @@ $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(QCFLAGS) -DQUIRE_VERSION='"$(VERSION)"' -c -o $@ $<
 
+# Made anew each time: ar would keep the objects of source files that are gone.
 $(BUILD)/libquire.a: $(LIB_OBJ)
+	@rm -f $@
 	$(AR) rcs $@ $^
 
 $(BUILD)/quire: $(CLI_OBJ) $(BUILD)/libquire.a

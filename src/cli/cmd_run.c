@@ -129,7 +129,7 @@ static const struct opt run_opts[] = {
         "S3-compatible endpoint, path-style (MinIO, R2); also $AWS_ENDPOINT_URL_S3 or "
         "$AWS_ENDPOINT_URL."),
     OPT("part-size", RUN_PART_SIZE, "SIZE", "64MiB",
-        "Books above this go to S3 by multipart upload (at least 5MiB)."),
+        "Books above this go to S3 by multipart upload, in parts of this size (5MiB to 5GiB)."),
     OPT("max-upload-rate", RUN_MAX_UPLOAD_RATE, "SIZE", "unlimited",
         "S3: byte rate cap per upload, e.g. 10MiB (for shared links)."),
     OPT("batch", RUN_BATCH, "N", NULL, "Benchmarks only: the old design, N books at a time.",

@@ -332,7 +332,7 @@ fi
 expect_exit 2 "s3: s3://BUCKET/a/../b is exit 2" run_s3 dots --dest "s3://$BUCKET/a/../b" "$T/one.txt"
 expect_exit 2 "s3: --part-size 6GiB is exit 2" \
 	run_s3 p6 --dest "s3://$BUCKET/p6" --part-size 6GiB "$T/one.txt"
-if grep -q '"\.\." segment' "$T/dots.err" && grep -q -- '--part-size .*5GiB' "$T/p6.err" &&
+if grep -q '"\.\." segment' "$T/dots.err" && grep -q -- '--part-size.*5GiB' "$T/p6.err" &&
 	! s3_head_json "$BUCKET" b/S3A0001.tar.gz >/dev/null 2>&1; then
 	pass "s3: both named; no key outside the prefix typed"
 else

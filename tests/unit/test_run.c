@@ -23,13 +23,12 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
+#include "quire/base/util.h"
 #include "quire/engine/loop.h"
 #include "quire/engine/run.h"
 #include "quire/engine/sink.h"
 #include "quire/engine/source.h"
 #include "quire/engine/worker.h"
-
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 static const char pass[] = "quire-fuzz";
 

@@ -49,10 +49,9 @@
 
 #include "quire/base/util.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
-#define MAX_JOBS                      64
-#define MAX_META                      8
-#define MAX_SOCKS                     256
+#define MAX_JOBS  64
+#define MAX_META  8
+#define MAX_SOCKS 256
 
 /* ---- the worker ------------------------------------------------------------------------ */
 

@@ -16,13 +16,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quire/base/util.h"
 #include "quire/engine/loop.h"
 #include "quire/engine/sink.h"
 #include "quire/engine/worker.h"
 #include "quire/io/http.h"
 
 #ifndef container_of
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 #endif
 
 /* S3's own limits. */
