@@ -8,8 +8,8 @@ SAN      ?=
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 QCFLAGS  := $(CFLAGS) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-            -D_GNU_SOURCE -Iinclude $(SAN) -MMD -MP
-LDLIBS   := -luring -lcurl -lcrypto -lz -lbz2 -ljansson -lpthread
+            -D_GNU_SOURCE -Iinclude $(SAN) -MMD -MP $(shell pkg-config --cflags libxml-2.0)
+LDLIBS   := -luring -lcurl -lcrypto -lz -lbz2 -ljansson -lpthread $(shell pkg-config --libs libxml-2.0)
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
 # Layers, lowest first: a layer may include its own headers and those of the layers
