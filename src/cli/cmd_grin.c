@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -160,26 +161,8 @@ static int parse(const struct cmd_spec *spec, int argc, char **argv, struct opts
 
 /* ---- tokens ---------------------------------------------------------------------- */
 
-/* The process's token refresher while a grin command runs: auth_tick about every 200 ms,
- * as the engine's main thread does for a run. */
-struct ticker {
-        struct auth *auth;
-        pthread_t thread;
-        atomic_bool stop;
-};
-
-static void *tick_thread(void *arg)
-{
-        struct ticker *t = arg;
-        struct timespec ts = {0, 200 * 1000 * 1000};
-        while (!atomic_load(&t->stop)) {
-                auth_tick(t->auth);
-                nanosleep(&ts, NULL);
-        }
-        return NULL;
-}
-
-static int credentials(struct opts *o, struct ticker *t)
+/* auth_open starts the token refresher of its own (io/auth.h). */
+static int credentials(struct opts *o)
 {
         char msg[1024];
         if (!o->oauth && !o->header_file)
@@ -191,22 +174,13 @@ static int credentials(struct opts *o, struct ticker *t)
                 o->site.auth = NULL;
                 return -1;
         }
-        t->auth = o->site.auth;
-        if (pthread_create(&t->thread, NULL, tick_thread, t)) {
-                qlog("cannot start the token refresher");
-                auth_close(o->site.auth);
-                return -1;
-        }
         return 0;
 }
 
-static void credentials_end(struct opts *o, struct ticker *t)
+static void credentials_end(struct opts *o)
 {
-        if (!o->site.auth)
-                return;
-        atomic_store(&t->stop, true);
-        pthread_join(t->thread, NULL);
         auth_close(o->site.auth);
+        o->site.auth = NULL;
 }
 
 /* ---- list ------------------------------------------------------------------------ */
@@ -286,8 +260,7 @@ static int grin_list(struct opts *o, const char *kind_name)
                                  kind_name);
                 return 2;
         }
-        struct ticker t = {0};
-        if (credentials(o, &t) < 0)
+        if (credentials(o) < 0)
                 return 2;
         static char obuf[1 << 20];
         setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
@@ -310,7 +283,7 @@ static int grin_list(struct opts *o, const char *kind_name)
                      : ret == -EIO ? "writing stdout failed"
                                    : strerror(-ret));
         free(out);
-        credentials_end(o, &t);
+        credentials_end(o);
         return !ret ? 0 : ret == -EACCES ? 2 : 1;
 }
 
@@ -345,10 +318,16 @@ static unsigned submit_all(struct grin_req *r, int argc, char **argv)
                 const char *why;
                 enum feeder_result fr;
                 while ((fr = feeder_next(f, b, &line, &why)) != FEED_EOF) {
-                        if (fr == FEED_ERROR) {
-                                qlog("stdin: %s", strerror(errno));
-                                invalid++;
-                                break;
+                        if (fr == FEED_AGAIN) {
+                                /* A command of its own: waiting on stdin is what it does. */
+                                struct pollfd pfd = {.fd = feeder_fd(f), .events = POLLIN};
+                                int err = poll(&pfd, 1, -1) < 0 ? -errno : feeder_fill(f);
+                                if (err < 0 && err != -EAGAIN && err != -EINTR) {
+                                        qlog("stdin: %s", strerror(-err));
+                                        invalid++;
+                                        break;
+                                }
+                                continue;
                         }
                         if (fr == FEED_INVALID) {
                                 qlog("stdin:%llu: not a barcode: %s", (unsigned long long)line,
@@ -375,8 +354,7 @@ static unsigned submit_all(struct grin_req *r, int argc, char **argv)
 
 static int grin_request(struct opts *o, int argc, char **argv)
 {
-        struct ticker t = {0};
-        if (credentials(o, &t) < 0)
+        if (credentials(o) < 0)
                 return 2;
         static struct tally tally;
         struct grin_req_config c = {
@@ -386,7 +364,7 @@ static int grin_request(struct opts *o, int argc, char **argv)
         int err = grin_req_open(&r, &o->site, &c, msg, sizeof msg);
         if (err) {
                 qlog("grin request: counting GRIN's queue (_in_process): %s", msg);
-                credentials_end(o, &t);
+                credentials_end(o);
                 return err == -EACCES ? 2 : 1;
         }
         unsigned invalid = submit_all(r, argc, argv);
@@ -394,7 +372,7 @@ static int grin_request(struct opts *o, int argc, char **argv)
         grin_req_stats(r, &st);
         uint64_t in_process = st.in_process_at_open;
         grin_req_close(r);
-        credentials_end(o, &t);
+        credentials_end(o);
         uint64_t n[GRIN_REQUEST_FAILED + 1];
         for (int i = 0; i <= GRIN_REQUEST_FAILED; i++)
                 n[i] = atomic_load(&tally.n[i]);
