@@ -7,14 +7,15 @@ BUILD    ?= build
 SAN      ?=
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
+XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
 QCFLAGS  := $(CFLAGS) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-            -D_GNU_SOURCE -Iinclude $(SAN) -MMD -MP
-LDLIBS   := -luring -lcurl -lcrypto -lz -lbz2 -ljansson -lpthread
+            -D_GNU_SOURCE -Iinclude $(XML_CFLAGS) $(SAN) -MMD -MP
+LDLIBS   := -luring -lcurl -lcrypto -lz -lbz2 -ljansson -larchive -lxml2 -lpthread
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
 # Layers, lowest first: a layer may include its own headers and those of the layers
 # below it, never above (make check-layers). cli is the program, not part of libquire.a.
-LAYERS   := base pgp engine io
+LAYERS   := base pgp contents engine io
 LIB_SRC  := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c src/$(l)/*/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(wildcard src/cli/*.c)
