@@ -41,6 +41,7 @@ struct contents {
         struct marc *marc;
         struct sums *sums;
         bool marc_tried, marc_found, eof_seen, list_seen;
+        uint32_t max_page; /* the highest page text number */
         const char *marc_why;
         uint64_t xml_bytes;
         bool xml_bad_utf8;
@@ -298,7 +299,7 @@ static int read_xml(struct contents *c, struct member *m)
         return 0;
 }
 
-static void classify(struct contents *c, struct member *m, const char *base)
+static int classify(struct contents *c, struct member *m, const char *base)
 {
         uint32_t num = 0;
         enum page_kind pk = page_kind_of(base, &num);
@@ -308,23 +309,28 @@ static void classify(struct contents *c, struct member *m, const char *base)
         if (c->cfg.verify && !c->list_seen && !strcmp(base, "checksum.md5")) {
                 m->kind = M_LIST;
                 c->list_seen = true;
-        } else if (pk == PK_TEXT && c->ocr && num >= 1 && num <= 999999) {
+        } else if (pk == PK_TEXT && num >= 1 && num <= 999999) {
+                c->max_page = num > c->max_page ? num : c->max_page;
+                if (!c->ocr)
+                        return 0;
                 m->kind = M_PAGE;
-                if (ocr_page_begin(c->ocr, num))
-                        m->kind = M_OTHER;
+                return ocr_page_begin(c->ocr, num);
         } else if (c->marc && !c->marc_tried && ends_with(base, ".xml")) {
                 m->kind = M_XML;
         }
+        return 0;
 }
 
 static int read_member(struct contents *c, struct archive_entry *e)
 {
         const char *path = archive_entry_pathname(e);
         struct member m = {.name = strip_dot_slash(path ? path : "")};
-        classify(c, &m, base_of(m.name));
+        int r = classify(c, &m, base_of(m.name));
+        if (r)
+                return r;
         if (c->cfg.verify)
                 EVP_DigestInit_ex(c->md5, EVP_md5(), NULL);
-        int r = m.kind == M_XML ? read_xml(c, &m) : drain(c, &m);
+        r = m.kind == M_XML ? read_xml(c, &m) : drain(c, &m);
         if (r)
                 return r;
         c->res.members++;
@@ -347,10 +353,13 @@ static void archive_failed(struct contents *c, bool any_entry)
         const char *msg = archive_error_string(c->a);
         char why[200];
         snprintf(why, sizeof why, "%s", msg ? msg : "unreadable");
-        if (!any_entry && (archive_filter_code(c->a, 0) != ARCHIVE_FILTER_GZIP ||
-                           strstr(why, "Unrecognized archive format")))
+        /* libarchive has no codes for these; its messages say "Truncated ..." */
+        if (strstr(why, "runcated"))
+                set_archive(c, CONTENTS_TRUNCATED, why);
+        else if (!any_entry && (archive_filter_code(c->a, 0) != ARCHIVE_FILTER_GZIP ||
+                                strstr(why, "Unrecognized archive format")))
                 set_archive(c, CONTENTS_NOT_TARGZ, why);
-        else if (c->eof_seen || strstr(why, "runcated"))
+        else if (c->eof_seen)
                 set_archive(c, CONTENTS_TRUNCATED, why);
         else
                 set_archive(c, CONTENTS_CORRUPT, why);
@@ -430,6 +439,8 @@ static void write_outputs(struct contents *c)
                 res->ocr_skipped = ocr_failed(c->ocr);
                 if (r < 0)
                         res->pages = 0;
+        } else {
+                res->pages = c->max_page;
         }
         if (c->marc) {
                 int r = c->marc_found ? marc_write(c->marc, c->cfg.marc_fd) : 1;
