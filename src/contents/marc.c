@@ -105,6 +105,7 @@ void marc_free(struct marc *m)
         for (int i = 0; i < NFIELDS; i++)
                 free(m->val[i].p);
         free(m->text.p);
+        free(m->err);
         free(m);
 }
 
