@@ -8,6 +8,8 @@ tarfile, then read the pages and the METS back the way the pipeline does.
     contents_ref.py marc ARCHIVE OUT.json      the MARC fields (ElementTree), {} for none
     contents_ref.py check ARCHIVE              prints "VERDICT MEMBER" for checksum.md5
     contents_ref.py all ARCHIVE OUTDIR         ocrgz + marc, as the pipeline does per book
+    contents_ref.py alldir DIR BARCODE OUTDIR  the same from an archive already unpacked
+                                               in DIR (by tar xzf, say)
 TMPDIR decides where archives are unpacked.
 """
 import glob
@@ -161,6 +163,12 @@ def check(archive):
 
 def main():
     cmd, archive = sys.argv[1], sys.argv[2]
+    if cmd == "alldir":
+        bc, out = sys.argv[3], sys.argv[4]
+        write_ocr(archive, os.path.join(out, bc + "_ocr.jsonl.gz"), True)
+        with open(os.path.join(out, bc + "_marc.json"), "w", encoding="utf-8") as f:
+            json.dump(marc_fields(archive), f, ensure_ascii=False)
+        return
     if cmd == "check":
         print(*check(archive))
         return
