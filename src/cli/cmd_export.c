@@ -10,7 +10,6 @@
 #include "quire/contents/contents.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -22,11 +21,31 @@
 #define MARC_MAX  (16 << 20)
 #define NCOLS_MAX 8
 
-static const char usage[] =
-    "usage: quire export JOURNAL [--marc-dest DIR] > books.csv\n"
-    "  One CSV row per book of JOURNAL (a quire run or quire extract journal): barcode,\n"
-    "  time, outcome, bytes, sha256, contents, checksum, checksum_member, pages, images,\n"
-    "  texts, hocr, detail, then the MARC fields of DIR/BARCODE_marc.json (empty without).\n";
+enum { EXP_MARC = 256 };
+
+static const struct opt export_opts[] = {
+    OPT("marc-dest", EXP_MARC, "DIR", NULL,
+        "Where quire extract put BARCODE_marc.json: its fields fill the MARC columns (empty "
+        "without).",
+        .values = OPT_DIR),
+    {0},
+};
+
+const struct cmd_spec cmd_export_spec = {
+    .name = "export",
+    .operands = "JOURNAL",
+    .operand_values = OPT_FILE,
+    .min_operands = 1,
+    .max_operands = 1,
+    .summary = "one CSV row per book of a journal, with the MARC fields",
+    .description =
+        "Writes RFC 4180 CSV on standard output: barcode, time, outcome, bytes, sha256, "
+        "contents, checksum, checksum_member, pages, images, texts, hocr, detail, then the "
+        "MARC fields. A barcode with several journal lines gets the row of its last ok line, "
+        "else of its last line. Streamed: memory holds one table of barcodes.",
+    .opts = export_opts,
+    .main = cmd_export,
+};
 
 struct slot {
         uint64_t line; /* 1-based journal line whose row is kept; 0: empty slot */
@@ -268,29 +287,20 @@ static int second_pass(FILE *f, struct table *t, char *buf, const char *marc_des
         return ferror(f) ? -EIO : 0;
 }
 
+static int set_option(void *ctx, int key, const char *arg)
+{
+        if (key == EXP_MARC)
+                *(const char **)ctx = arg;
+        return 0;
+}
+
 int cmd_export(int argc, char **argv)
 {
-        static const struct option longopts[] = {
-            {"marc-dest", required_argument, NULL, 'm'},
-            {"help", no_argument, NULL, 'h'},
-            {NULL, 0, NULL, 0},
-        };
         const char *marc_dest = NULL;
-        int c;
-        optind = 1;
-        while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-                if (c == 'm') {
-                        marc_dest = optarg;
-                } else {
-                        fputs(usage, c == 'h' ? stdout : stderr);
-                        return c == 'h' ? 0 : 2;
-                }
-        }
-        if (argc - optind != 1) {
-                fputs(usage, stderr);
-                return 2;
-        }
-        const char *path = argv[optind];
+        int next = opts_parse(&cmd_export_spec, argc, argv, set_option, &marc_dest);
+        if (next < 0)
+                return opts_exit_status(next);
+        const char *path = argv[next];
         FILE *f = fopen(path, "r");
         if (!f) {
                 qlog("%s: %s", path, strerror(errno));

@@ -15,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -30,17 +29,44 @@
 #define READ_BUF    (1u << 20)
 #define MAX_THREADS 64
 
-static const char usage[] =
-    "usage: quire extract [--ocr-dest DIR] [--marc-dest DIR] [--verify-contents]\n"
-    "                     [--journal FILE] [--threads N] [--status-every N] SOURCE...\n"
-    "  Reads stored BARCODE.tar.gz archives (files, or directories of them) without\n"
-    "  unpacking them. --ocr-dest receives BARCODE_ocr.jsonl.gz (the pages' OCR text, one\n"
-    "  JSON string a line, as the Python pipeline writes it), --marc-dest BARCODE_marc.json\n"
-    "  (the MARC fields of the METS file). Every member is checked against checksum.md5\n"
-    "  whenever either is given, or with --verify-contents alone. One journal line per\n"
-    "  book (default quire-extract.journal); a book whose outputs exist and whose journal\n"
-    "  line says ok is skipped. Exit 0 all ok; 1 a book failed or did not match its\n"
-    "  checksum.md5; 2 usage.\n";
+enum { EX_OCR = 256, EX_MARC, EX_VERIFY, EX_JOURNAL, EX_THREADS, EX_STATUS };
+
+static const struct opt extract_opts[] = {
+    OPT("ocr-dest", EX_OCR, "DIR", NULL,
+        "Receives BARCODE_ocr.jsonl.gz: the pages' OCR text, one JSON string a line, as the "
+        "Python pipeline writes it.",
+        .values = OPT_DIR),
+    OPT("marc-dest", EX_MARC, "DIR", NULL,
+        "Receives BARCODE_marc.json: the MARC fields of the METS file, null where absent.",
+        .values = OPT_DIR),
+    OPT("verify-contents", EX_VERIFY, NULL, NULL,
+        "Checks every member against checksum.md5 (also implied by --ocr-dest and "
+        "--marc-dest)."),
+    OPT("journal", EX_JOURNAL, "FILE", "quire-extract.journal",
+        "One line per book; the detail field holds the verdict as KEY=VALUE tokens "
+        "(contents=, checksum=, member=, pages=, ...).",
+        .values = OPT_FILE),
+    OPT("threads", EX_THREADS, "N", "one per CPU", "Books read at once.", .section = "Tuning"),
+    OPT("status-every", EX_STATUS, "N", "20", "A status line after every N books (0: none)."),
+    {0},
+};
+
+const struct cmd_spec cmd_extract_spec = {
+    .name = "extract",
+    .operands = "SOURCE...",
+    .operand_values = OPT_FILE,
+    .min_operands = 1,
+    .max_operands = 1 << 30,
+    .summary = "OCR text, MARC record and checksum.md5 verdict of stored BARCODE.tar.gz",
+    .description =
+        "Reads stored archives (files, or directories of BARCODE.tar.gz) as they stream, "
+        "without unpacking them to disk, and writes the outputs the Python pipeline's extract "
+        "makes. Outputs appear whole or not at all. A book whose journal line says ok and "
+        "whose outputs exist is skipped, so a rerun makes what is missing. Exit 0 all ok; 1 a "
+        "book failed or did not match its checksum.md5; 2 usage.",
+    .opts = extract_opts,
+    .main = cmd_extract,
+};
 
 struct opts {
         const char *ocr_dest, *marc_dest, *journal;
@@ -373,55 +399,29 @@ static void *worker_main(void *arg)
         return NULL;
 }
 
-static int parse_opts(int argc, char **argv, struct opts *o)
+static int set_option(void *ctx, int key, const char *arg)
 {
-        static const struct option longopts[] = {
-            {"ocr-dest", required_argument, NULL, 'o'},
-            {"marc-dest", required_argument, NULL, 'm'},
-            {"verify-contents", no_argument, NULL, 'v'},
-            {"journal", required_argument, NULL, 'j'},
-            {"threads", required_argument, NULL, 't'},
-            {"status-every", required_argument, NULL, 's'},
-            {"help", no_argument, NULL, 'h'},
-            {NULL, 0, NULL, 0},
-        };
-        int c;
-        optind = 1;
-        while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-                switch (c) {
-                case 'o':
-                        o->ocr_dest = optarg;
-                        break;
-                case 'm':
-                        o->marc_dest = optarg;
-                        break;
-                case 'v':
-                        o->verify = true;
-                        break;
-                case 'j':
-                        o->journal = optarg;
-                        break;
-                case 't':
-                        if (parse_size(optarg, &o->threads) || !o->threads ||
-                            o->threads > MAX_THREADS)
-                                return -1;
-                        break;
-                case 's':
-                        if (parse_size(optarg, &o->status_every))
-                                return -1;
-                        break;
-                case 'h':
-                        fputs(usage, stdout);
-                        exit(0);
-                default:
-                        return -1;
-                }
-        }
-        o->sources = argv + optind;
-        o->nsources = argc - optind;
-        if (o->ocr_dest || o->marc_dest)
+        const struct cmd_spec *c = &cmd_extract_spec;
+        struct opts *o = ctx;
+        switch (key) {
+        case EX_OCR:
+                o->ocr_dest = arg;
+                break;
+        case EX_MARC:
+                o->marc_dest = arg;
+                break;
+        case EX_VERIFY:
                 o->verify = true;
-        return o->nsources > 0 && o->verify ? 0 : -1;
+                break;
+        case EX_JOURNAL:
+                o->journal = arg;
+                break;
+        case EX_THREADS:
+                return opts_count(c, key, arg, 1, MAX_THREADS, &o->threads);
+        case EX_STATUS:
+                return opts_count(c, key, arg, 0, UINT32_MAX, &o->status_every);
+        }
+        return 0;
 }
 
 /* A destination must be a directory we can write; leftovers of a killed run go. */
@@ -444,10 +444,17 @@ int cmd_extract(int argc, char **argv)
         struct opts o = {.journal = "quire-extract.journal",
                          .threads = cpus > 0 ? (uint64_t)cpus : 1,
                          .status_every = 20};
-        if (parse_opts(argc, argv, &o)) {
-                fputs(usage, stderr);
-                return 2;
-        }
+        int next = opts_parse(&cmd_extract_spec, argc, argv, set_option, &o);
+        if (next < 0)
+                return opts_exit_status(next);
+        o.sources = argv + next;
+        o.nsources = argc - next;
+        if (o.ocr_dest || o.marc_dest)
+                o.verify = true;
+        if (!o.verify)
+                return opts_exit_status(opts_usage_error(
+                    &cmd_extract_spec, 0,
+                    "nothing to do: give --ocr-dest, --marc-dest or --verify-contents"));
         if (!dest_ok(o.ocr_dest, "--ocr-dest") || !dest_ok(o.marc_dest, "--marc-dest"))
                 return 2;
         struct run r = {.o = &o, .start_ns = now_ns()};
