@@ -7,14 +7,16 @@ BUILD    ?= build
 SAN      ?=
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
+XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
 QCFLAGS  := $(CFLAGS) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-            -D_GNU_SOURCE -Iinclude $(SAN) -MMD -MP $(shell pkg-config --cflags libxml-2.0)
-LDLIBS   := -luring -lcurl -lcrypto -lz -lbz2 -ljansson -lpthread $(shell pkg-config --libs libxml-2.0)
+            -D_GNU_SOURCE -Iinclude $(XML_CFLAGS) $(SAN) -MMD -MP
+LDLIBS   := -luring -lcurl -lcrypto -lz -lbz2 -ljansson -larchive \
+            $(shell pkg-config --libs libxml-2.0 2>/dev/null || echo -lxml2) -lpthread
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
 # Layers, lowest first: a layer may include its own headers and those of the layers
 # below it, never above (make check-layers). cli is the program, not part of libquire.a.
-LAYERS   := base pgp engine io
+LAYERS   := base pgp contents engine io
 LIB_SRC  := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c src/$(l)/*/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(wildcard src/cli/*.c)
@@ -95,10 +97,22 @@ tsan:
 	TSAN_OPTIONS=halt_on_error=1 tests/e2e/run.sh build/tsan/quire tests/e2e/test_run.sh
 
 FUZZ_SECONDS ?= 60
-fuzz: $(BUILD)/fuzz_pgp
+CONTENTS_FUZZ_SECONDS ?= 45
+fuzz: $(BUILD)/fuzz_pgp $(BUILD)/fuzz_contents
 	@mkdir -p $(BUILD)/fuzz-corpus
 	$(BUILD)/fuzz_pgp -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
 		-print_final_stats=1 $(BUILD)/fuzz-corpus tests/fuzz/corpus
+	@mkdir -p $(BUILD)/fuzz-contents-corpus
+	tests/fuzz/mkseeds_contents $(BUILD)/fuzz-contents-seeds
+	$(BUILD)/fuzz_contents -max_total_time=$(CONTENTS_FUZZ_SECONDS) -max_len=131072 \
+		-rss_limit_mb=2048 -print_final_stats=1 $(BUILD)/fuzz-contents-corpus \
+		$(BUILD)/fuzz-contents-seeds
+
+# The contents harness needs only the contents layer.
+$(BUILD)/fuzz_contents: tests/fuzz/fuzz_contents.c $(wildcard src/contents/*.c)
+	@mkdir -p $(dir $@)
+	clang -O1 -g -std=gnu11 -D_GNU_SOURCE -Iinclude $(XML_CFLAGS) -fsanitize=fuzzer,address,undefined \
+		-o $@ $(filter %.c,$^) $(LDLIBS)
 
 # The harness needs only the decryptor.
 FUZZ_SRC := $(wildcard src/pgp/*.c src/base/*.c)

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential pkg-config liburing-dev libcurl4-openssl-dev libssl-dev zlib1g-dev
-      libbz2-dev libcmocka-dev libjansson-dev libxml2-dev gnupg clang libclang-rt-14-dev clang-format
+      libbz2-dev libcmocka-dev libjansson-dev libarchive-dev libxml2-dev gnupg clang libclang-rt-14-dev clang-format
       cppcheck nginx-light openssl python3 curl gnuplot-nox time
       scdoc man-db bsdextrautils python3-prometheus-client)
 missing=()

@@ -9,8 +9,9 @@
 
 /* Every command, in the order `quire --help` and the man page list them. */
 static const struct cmd_spec *const commands[] = {
-    &cmd_run_spec,          &cmd_decrypt_spec,   &cmd_report_spec,  &cmd_grin_list_spec,
-    &cmd_grin_request_spec, &bench_decrypt_spec, &bench_queue_spec,
+    &cmd_run_spec,       &cmd_decrypt_spec,      &cmd_report_spec,
+    &cmd_grin_list_spec, &cmd_grin_request_spec, &cmd_extract_spec,
+    &cmd_export_spec,    &bench_decrypt_spec,    &bench_queue_spec,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
