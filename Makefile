@@ -108,8 +108,8 @@ fuzz: $(BUILD)/fuzz_pgp $(BUILD)/fuzz_contents
 		-rss_limit_mb=2048 -print_final_stats=1 $(BUILD)/fuzz-contents-corpus \
 		$(BUILD)/fuzz-contents-seeds
 
-# The contents harness needs only the contents layer.
-$(BUILD)/fuzz_contents: tests/fuzz/fuzz_contents.c $(wildcard src/contents/*.c)
+# The contents harness needs only the contents layer (and base below it).
+$(BUILD)/fuzz_contents: tests/fuzz/fuzz_contents.c $(wildcard src/contents/*.c src/base/*.c)
 	@mkdir -p $(dir $@)
 	clang -O1 -g -std=gnu11 -D_GNU_SOURCE -Iinclude $(XML_CFLAGS) -fsanitize=fuzzer,address,undefined \
 		-o $@ $(filter %.c,$^) $(LDLIBS)

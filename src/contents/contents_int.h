@@ -52,7 +52,4 @@ int sums_list_end(struct sums *s);
 /* The verdict; *member gets the member it names (NULL for none). */
 enum contents_check sums_verdict(const struct sums *s, const char **member);
 
-/* Writes all of buf at offset off; returns 0 or -errno. */
-int contents_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
-
 #endif

@@ -12,6 +12,7 @@
  * whitespace; 008's positions counted in characters after stripping; oclc joined, split
  * again on ", ", and filtered on "(OCoLC)". */
 #include "contents_int.h"
+#include "quire/base/util.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -490,7 +491,7 @@ int marc_write(const struct marc *m, int fd)
                 return -ENOMEM;
         size_t n = strlen(s);
         s[n] = '\n'; /* over the NUL: the length is known */
-        int r = contents_pwrite_all(fd, s, n + 1, 0);
+        int r = util_pwrite_all(fd, s, n + 1, 0);
         free(s);
         return r;
 }

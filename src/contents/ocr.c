@@ -9,6 +9,7 @@
  *   - json.dumps(ensure_ascii=False): \" \\ \n \t \b \f, other controls \u00xx (lower
  *     case hex), everything else as is. */
 #include "contents_int.h"
+#include "quire/base/util.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -95,25 +96,9 @@ void ocr_free(struct ocr *o)
         free(o);
 }
 
-int contents_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
-{
-        const uint8_t *p = buf;
-        while (n) {
-                ssize_t w = pwrite(fd, p, n, (off_t)off);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0)
-                        return -errno;
-                p += w;
-                n -= (size_t)w;
-                off += (uint64_t)w;
-        }
-        return 0;
-}
-
 static int flush_spill(struct ocr *o)
 {
-        int r = contents_pwrite_all(o->spill, o->buf, o->blen, o->spill_len - o->blen);
+        int r = util_pwrite_all(o->spill, o->buf, o->blen, o->spill_len - o->blen);
         o->blen = 0;
         return r;
 }
@@ -321,7 +306,7 @@ static int gz_put(struct gz *g, const void *p, size_t n, int flush)
                 assert(zr != Z_STREAM_ERROR);
                 (void)zr;
                 size_t have = BUF_BYTES - g->z.avail_out;
-                int r = contents_pwrite_all(g->fd, g->out, have, g->off);
+                int r = util_pwrite_all(g->fd, g->out, have, g->off);
                 if (r)
                         return r;
                 g->off += have;
