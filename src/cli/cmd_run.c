@@ -12,9 +12,11 @@
 #include "cmds.h"
 #include "options.h"
 #include "quire/base/util.h"
+#include "quire/engine/feeder.h"
 #include "quire/engine/run.h"
 #include "quire/io/sinks.h"
 #include "quire/io/sources.h"
+#include "run_grin.h"
 
 /* Everything quire run was told, sorted by who takes it. */
 struct run_opts {
@@ -24,6 +26,7 @@ struct run_opts {
         const char *passfile;
         char *passphrase;
         bool version;
+        struct run_grin grin; /* --grin */
 };
 
 enum {
@@ -58,6 +61,10 @@ enum {
         RUN_MAX_UPLOAD_RATE,
         RUN_BATCH,
         RUN_CORE_DUMPS,
+        RUN_GRIN,
+        RUN_GRIN_URL,
+        RUN_QUEUE_KIND,
+        RUN_REQUEST_BATCH,
         RUN_VERSION,
 };
 
@@ -114,6 +121,19 @@ static const struct opt run_opts[] = {
         .section = "Status"),
     OPT("status-format", RUN_STATUS_FORMAT, "FMT", "text", "text, or json: one object per line.",
         .values = "text json"),
+    OPT("grin", RUN_GRIN, "LIBRARY", NULL,
+        "Google's GRIN: the source is GRIN_URL/LIBRARY/FILE (FILE from GRIN's list, else "
+        "BARCODE.tar.gz.gpg); a book GRIN has not converted is journaled conversion-failed "
+        "(with GRIN's reason), in-process, or requested (its conversion is asked for now).",
+        .section = "GRIN"),
+    OPT("grin-url", RUN_GRIN_URL, "URL", GRIN_URL_DEFAULT, "Where GRIN is."),
+    OPT("queue", RUN_QUEUE_KIND, "LIST", NULL,
+        "With --grin, instead of a barcodes file: converted (the books GRIN has ready, read "
+        "page by page while the run goes on) or unconverted (all books minus converted, in "
+        "process and failed: their conversion is requested, nothing is downloaded).",
+        .values = "converted unconverted"),
+    OPT("request-batch", RUN_REQUEST_BATCH, "N", "1",
+        "Barcodes per conversion request (GRIN's one known form is 1)."),
     OPT("ca-file", RUN_CA, "FILE", NULL,
         "Trust this CA bundle for HTTPS instead of the system's store.", .section = "GRIN and S3",
         .values = OPT_FILE),
@@ -289,6 +309,21 @@ static int set_option(void *ctx, int key, const char *arg)
                 return 0;
         case RUN_CORE_DUMPS: /* main() looked for it before anything else */
                 return 0;
+        case RUN_GRIN:
+                if (barcode_invalid(arg, strlen(arg)))
+                        return opts_usage_error(c, key, "'%s' is not a library name", arg);
+                o->grin.site.library = arg;
+                return 0;
+        case RUN_GRIN_URL:
+                o->grin.site.url = arg;
+                return 0;
+        case RUN_QUEUE_KIND:
+                if (opts_choice(c, key, arg, &idx))
+                        return OPTS_USAGE;
+                o->grin.queue = idx == 0 ? RUN_GRIN_QUEUE_CONVERTED : RUN_GRIN_QUEUE_UNCONVERTED;
+                return 0;
+        case RUN_REQUEST_BATCH:
+                return set_count(key, arg, 1, 1000, &o->grin.request_batch);
         default:
                 return opts_usage_error(c, 0, "unknown option");
         }
@@ -303,6 +338,7 @@ static void opts_defaults(struct run_opts *o)
         o->source.min_rate = 1024;
         o->source.min_rate_window_s = 60;
         o->source.download_timeout_s = 4 * 3600;
+        o->grin.pipe_w = -1;
 }
 
 /* Parses argv into o. Returns 0 to run, 1 when --help/--version was answered, -1 on a
@@ -323,16 +359,24 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
         if (next < argc)
                 o->run.barcodes_path = argv[next];
         /* opts_usage_error() prints the line and always returns OPTS_USAGE. */
-        if (!o->source.tmpl)
+        bool unconverted = o->grin.queue == RUN_GRIN_QUEUE_UNCONVERTED;
+        if (o->grin.queue && !o->grin.site.library)
+                return opts_usage_error(c, RUN_QUEUE_KIND, "needs --grin LIBRARY"), -1;
+        if (o->grin.queue && next < argc)
+                return opts_usage_error(c, RUN_QUEUE_KIND, "takes no barcodes file"), -1;
+        if (!o->source.tmpl && !o->grin.site.library)
                 return opts_usage_error(c, RUN_SOURCE,
-                                        "is required (a URL or path with {barcode})"),
+                                        "is required (a URL or path with {barcode}), or --grin"),
                        -1;
-        if (!strstr(o->source.tmpl, "{barcode}"))
+        if (o->source.tmpl && !strstr(o->source.tmpl, "{barcode}") &&
+            !strstr(o->source.tmpl, "{file}"))
                 return opts_usage_error(c, RUN_SOURCE, "'%s' has no {barcode}", o->source.tmpl), -1;
-        if (!o->sink.dest)
+        if (!o->sink.dest && !unconverted)
                 return opts_usage_error(c, RUN_DEST,
                                         "is required (a directory or s3://BUCKET[/PREFIX])"),
                        -1;
+        if (unconverted)
+                return 0; /* nothing is decrypted: no passphrase needed */
         o->passphrase = read_passphrase(o->passfile, &o->run.passlen);
         if (!o->passphrase)
                 return -1;
@@ -386,10 +430,16 @@ int cmd_run(int argc, char **argv)
         int pa = parse_args(argc, argv, o);
         if (pa)
                 return pa > 0 ? 0 : RUN_EXIT_USAGE;
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        if (o->grin.queue == RUN_GRIN_QUEUE_UNCONVERTED) {
+                int status =
+                    run_grin_request_unconverted(&o->grin, &o->source, o->run.journal_path, false);
+                curl_global_cleanup();
+                return status;
+        }
         o->sink.interrupted = run_interrupted;
         char staging[4096], msg[1024];
         default_staging(o, staging, sizeof staging);
-        curl_global_init(CURL_GLOBAL_DEFAULT);
         struct run *r = NULL;
         struct source *src = NULL;
         struct sink *sink = NULL;
@@ -397,9 +447,15 @@ int cmd_run(int argc, char **argv)
         int err = dest_dir_prepare(o->sink.dest);
         if (err)
                 snprintf(msg, sizeof msg, "--dest %s: %s", o->sink.dest, strerror(-err));
+        if (!err && o->grin.site.library)
+                err = run_grin_open(&o->grin, &o->source, &o->run, msg, sizeof msg);
         /* The run's locks first: the sink sweeps what a killed run left only under them. */
         if (!err)
                 err = run_new(&r, &o->run, msg, sizeof msg);
+        if (!err && run_grin_start(&o->grin) < 0) {
+                snprintf(msg, sizeof msg, "cannot start reading GRIN's list");
+                err = -EAGAIN;
+        }
         if (!err)
                 err = source_open(&src, &o->source, msg, sizeof msg);
         if (!err)
@@ -410,7 +466,10 @@ int cmd_run(int argc, char **argv)
                 status = run_execute(r, src, sink);
         if (err == -EINTR)
                 status = RUN_EXIT_SIGNAL;
-        run_free(r);
+        run_free(r); /* also the reading end of GRIN's list: its producer stops */
+        run_grin_close(&o->grin);
+        if (atomic_load(&o->grin.list_failed) && status == RUN_EXIT_OK)
+                status = RUN_EXIT_FAILED;
         if (sink)
                 sink->ops->close(sink);
         if (src)

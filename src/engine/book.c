@@ -66,7 +66,7 @@ struct book {
         struct lookup lookup;
         struct delivery delivery;
         struct delivery_meta meta[BOOK_META_MAX];
-        char name[BARCODE_MAX + 16], original[BARCODE_MAX + 16], acquired[21];
+        char name[BARCODE_MAX + 16], original[FEEDER_FILE_MAX + 1], acquired[21];
         char dest_etag[SINK_ETAG_MAX];
         /* retries */
         struct loop_op timer;
@@ -450,8 +450,39 @@ static void on_stage_synced(void *owner, int rc)
         book_pump(b);
 }
 
+/* The source lacks the book, and its catalog says why (GRIN: the conversion failed, is
+ * in process, or was requested now): journaled as such, not as a failure of the run. */
+static bool book_missing(struct book *b)
+{
+        struct source *src = b->r->source;
+        struct source_missing m = {0};
+        if (!src->ops->missing)
+                return false;
+        src->ops->missing(src, b->item.barcode, &m);
+        if (!m.outcome)
+                return false;
+        stage_drop(b);
+        set_stage(b, BOOK_IDLE);
+        struct journal_rec rec = {.barcode = b->item.barcode,
+                                  .outcome = m.outcome,
+                                  .detail = m.detail[0] ? m.detail : NULL};
+        journal_append(b->r->journal, &rec);
+        enum outcome o = !strcmp(m.outcome, "requested")           ? OUTCOME_REQUESTED
+                         : !strcmp(m.outcome, "in-process")        ? OUTCOME_IN_PROCESS
+                         : !strcmp(m.outcome, "conversion-failed") ? OUTCOME_CONVERSION_FAILED
+                                                                   : OUTCOME_SKIPPED;
+        if (o == OUTCOME_CONVERSION_FAILED)
+                qlog("%s (line %llu): conversion failed at the source: %s", b->item.barcode,
+                     (unsigned long long)b->item.line, m.detail);
+        progress_count(b->r, o, 0);
+        book_end(b);
+        return true;
+}
+
 static void download_failed(struct book *b, const struct source_result *res)
 {
+        if (res->status == SOURCE_NOT_FOUND && book_missing(b))
+                return;
         if (res->status == SOURCE_STOPPED && b->feed_error == PGP_ESINK) {
                 int err = b->restart_err ? b->restart_err : -pgp_sink_errno(b->dec);
                 b->restart_err = 0;
@@ -506,6 +537,7 @@ static void resume_begin(struct book *b)
         b->room_wait = false;
         b->head = false;
         struct source_request req = {.barcode = b->item.barcode,
+                                     .file = b->original,
                                      .offset = b->fed,
                                      .if_range = b->resume_etag[0] ? b->resume_etag : NULL};
         b->r->source->ops->begin(b->src, &req);
@@ -532,7 +564,7 @@ static void fetch_begin(struct book *b)
         pgp_reset(b->dec, b->r->cfg.passphrase, b->r->cfg.passlen, on_plaintext, b);
         digest_reset(&b->digest);
         b->head = false;
-        struct source_request req = {.barcode = b->item.barcode};
+        struct source_request req = {.barcode = b->item.barcode, .file = b->original};
         b->r->source->ops->begin(b->src, &req);
 }
 
@@ -585,7 +617,7 @@ static void download_begin(struct book *b)
         }
         /* HEAD first: the destination may hold this very book. */
         b->head = true;
-        struct source_request req = {.barcode = b->item.barcode, .head = true};
+        struct source_request req = {.barcode = b->item.barcode, .file = b->original, .head = true};
         b->r->source->ops->begin(b->src, &req);
 }
 
@@ -649,7 +681,10 @@ void book_start(struct book *b, const struct queue_item *item)
         b->started_ns = now_ns();
         b->etag[0] = b->dest_etag[0] = 0;
         snprintf(b->name, sizeof b->name, "%s.tar.gz", item->barcode);
-        snprintf(b->original, sizeof b->original, "%s.tar.gz.gpg", item->barcode);
+        if (item->file[0])
+                snprintf(b->original, sizeof b->original, "%s", item->file);
+        else
+                snprintf(b->original, sizeof b->original, "%s.tar.gz.gpg", item->barcode);
         const struct sink *s = b->r->sink;
         if (s->ops->lookup && !b->r->cfg.force) {
                 set_stage(b, BOOK_LOOKUP);

@@ -106,6 +106,8 @@ enum overflow { OVF_NONE, OVF_BLANK, OVF_COMMENT, OVF_LONG };
 struct feeder {
         int fd;
         bool own_fd, eof, regular;
+        bool files; /* lines may carry "<TAB>FILE" after the barcode */
+        char file[FEEDER_FILE_MAX + 1];
         bool counting; /* a private copy counting the lines: reads by pread at off */
         uint64_t off;
         enum overflow ovf;
@@ -135,6 +137,21 @@ static int feeder_wrap(struct feeder **out, int fd, bool own)
         f->regular = S_ISREG(st.st_mode);
         *out = f;
         return 0;
+}
+
+int feeder_open_fd(struct feeder **out, int fd)
+{
+        return feeder_wrap(out, fd, true);
+}
+
+void feeder_accept_files(struct feeder *f)
+{
+        f->files = true;
+}
+
+const char *feeder_file(const struct feeder *f)
+{
+        return f->file[0] ? f->file : NULL;
 }
 
 int feeder_open(struct feeder **out, const char *path)
@@ -178,7 +195,34 @@ static bool blank(char c)
 
 /* Classifies one whole line (without its newline); FEED_EOF means it holds nothing (blank
  * or comment) and the caller reads on. */
-static enum feeder_result take_line(char *s, size_t n, char out[BARCODE_MAX + 1], const char **why)
+/* "BARCODE<TAB>FILE": the file name at the source, checked as a barcode is (no '/', no
+ * leading '.', no "..") and at most FEEDER_FILE_MAX bytes. n shrinks to the barcode. */
+static const char *take_file(struct feeder *f, const char *s, size_t *n)
+{
+        f->file[0] = 0;
+        const char *tab = f->files ? memchr(s, '\t', *n) : NULL;
+        if (!tab)
+                return NULL;
+        const char *name = tab + 1;
+        size_t len = (size_t)(s + *n - name);
+        const char *end = memchr(name, '\t', len); /* more columns may follow: ignored */
+        if (end)
+                len = (size_t)(end - name);
+        *n = (size_t)(tab - s);
+        while (*n && blank(s[*n - 1]))
+                (*n)--;
+        if (len > FEEDER_FILE_MAX)
+                return "file name longer than 96 bytes";
+        const char *why = len ? barcode_invalid(name, len) : "empty file name";
+        if (why && strcmp(why, "longer than 64 bytes"))
+                return why;
+        memcpy(f->file, name, len);
+        f->file[len] = 0;
+        return NULL;
+}
+
+static enum feeder_result take_line(struct feeder *f, char *s, size_t n, char out[BARCODE_MAX + 1],
+                                    const char **why)
 {
         while (n && (blank(s[n - 1]) || s[n - 1] == '\r'))
                 n--;
@@ -188,6 +232,9 @@ static enum feeder_result take_line(char *s, size_t n, char out[BARCODE_MAX + 1]
         }
         if (n == 0 || *s == '#')
                 return FEED_EOF;
+        *why = take_file(f, s, &n);
+        if (*why)
+                return FEED_INVALID;
         *why = barcode_invalid(s, n);
         if (*why)
                 return FEED_INVALID;
@@ -273,7 +320,7 @@ enum feeder_result feeder_next(struct feeder *f, char out[BARCODE_MAX + 1], uint
                         size_t len = nl ? (size_t)(nl - p) : avail;
                         f->start += nl ? len + 1 : len;
                         f->line++;
-                        res = take_line(p, len, out, why);
+                        res = take_line(f, p, len, out, why);
                         if (res != FEED_EOF) {
                                 *line = f->line;
                                 return res;

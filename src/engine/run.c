@@ -33,6 +33,7 @@ void run_config_defaults(struct run_config *cfg)
 {
         *cfg = (struct run_config){
             .barcodes_path = "-",
+            .barcodes_fd = -1,
             .journal_path = "quire.journal",
             .queue_size = 100,
             .workers = 20,
@@ -237,7 +238,10 @@ int run_new(struct run **out, const struct run_config *cfg, char *msg, size_t ms
                                              : strerror(-err));
                 return err;
         }
-        err = feeder_open(&r->feeder, cfg->barcodes_path);
+        err = cfg->barcodes_fd >= 0 ? feeder_open_fd(&r->feeder, cfg->barcodes_fd)
+                                    : feeder_open(&r->feeder, cfg->barcodes_path);
+        if (!err && cfg->list_has_files)
+                feeder_accept_files(r->feeder);
         if (err) {
                 snprintf(msg, msglen, "%s: %s", cfg->barcodes_path, strerror(-err));
                 return err;
@@ -338,6 +342,8 @@ static bool next_barcode(struct main_state *m)
                         return false;
                 }
                 m->read_any = true;
+                const char *file = feeder_file(r->feeder);
+                snprintf(it->file, sizeof it->file, "%s", file ? file : "");
                 if (fr == FEED_INVALID) {
                         qlog("%s:%llu: invalid barcode: %s", r->cfg.barcodes_path,
                              (unsigned long long)it->line, why);
@@ -365,7 +371,8 @@ static bool batch_full(const struct main_state *m)
         if (!r->cfg.batch || m->pushed == 0 || m->pushed % r->cfg.batch)
                 return false;
         uint64_t finished = atomic_load(&r->stats.ok) + atomic_load(&r->stats.failed) +
-                            atomic_load(&r->stats.skipped);
+                            atomic_load(&r->stats.skipped) + atomic_load(&r->stats.requested) +
+                            atomic_load(&r->stats.in_process);
         return finished - m->invalid - m->duplicates < m->pushed;
 }
 

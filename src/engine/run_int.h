@@ -23,6 +23,7 @@ struct worker;
 struct queue_item {
         uint64_t line;
         char barcode[BARCODE_MAX + 1];
+        char file[FEEDER_FILE_MAX + 1]; /* the name at the source; "": from the template */
 };
 
 /* A global limit shared by all workers (downloads in flight, uploads in flight). */
@@ -43,7 +44,17 @@ struct inflight {
         unsigned cap;
 };
 
-enum outcome { OUTCOME_OK, OUTCOME_FAILED, OUTCOME_SKIPPED };
+/* How a book ended, as the status line counts it. GRIN's: the source lacks the book and
+ * its conversion was requested now, is in process, or failed (a failure for the exit
+ * status; the first two are not). */
+enum outcome {
+        OUTCOME_OK,
+        OUTCOME_FAILED,
+        OUTCOME_SKIPPED,
+        OUTCOME_REQUESTED,
+        OUTCOME_IN_PROCESS,
+        OUTCOME_CONVERSION_FAILED,
+};
 
 struct run {
         struct run_config cfg;

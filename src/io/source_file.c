@@ -122,7 +122,7 @@ static void file_begin(struct source_slot *ss, const struct source_request *req)
         f->off = req->head ? 0 : req->offset; /* a file resumes where the read failed */
         f->held = 0;
         f->end = (struct source_result){.status = SOURCE_FAILED, .length = -1};
-        if (source_expand(tmpl, req->barcode, path, sizeof path) < 0) {
+        if (source_expand(tmpl, req->barcode, req->file, path, sizeof path) < 0) {
                 snprintf(f->detail, sizeof f->detail, "source: path longer than %zu bytes",
                          sizeof path);
                 finish_later(f);

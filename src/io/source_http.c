@@ -31,6 +31,9 @@ struct http_source {
         uint64_t min_rate;
         uint64_t rate_window_ns, deadline_ns;
         struct auth *auth;
+        bool own_auth;
+        void (*missing)(void *ctx, const char *barcode, struct source_missing *m);
+        void *missing_ctx;
 };
 
 struct http_slot {
@@ -398,7 +401,7 @@ static void http_begin(struct source_slot *ss, const struct source_request *req)
         h->want_off = req->head || !req->if_range ? 0 : req->offset;
         snprintf(h->if_range, sizeof h->if_range, "If-Range: \"%s\"",
                  req->if_range ? req->if_range : "");
-        if (source_expand(h->src->tmpl, req->barcode, h->url, sizeof h->url) < 0) {
+        if (source_expand(h->src->tmpl, req->barcode, req->file, h->url, sizeof h->url) < 0) {
                 fail_later(h, SOURCE_FAILED, "source: URL longer than %d bytes", HTTP_URL_MAX);
                 return;
         }
@@ -453,10 +456,20 @@ static void http_slot_free(struct source_slot *ss)
         free(h);
 }
 
+static void http_missing(struct source *s, const char *barcode, struct source_missing *m)
+{
+        struct http_source *hs = (struct http_source *)s;
+        m->outcome = NULL;
+        m->detail[0] = 0;
+        if (hs->missing)
+                hs->missing(hs->missing_ctx, barcode, m);
+}
+
 static void http_close(struct source *s)
 {
         struct http_source *hs = (struct http_source *)s;
-        auth_close(hs->auth);
+        if (hs->own_auth)
+                auth_close(hs->auth);
         free(hs);
 }
 
@@ -466,6 +479,7 @@ static const struct source_ops http_ops = {
     .begin = http_begin,
     .resume = http_resume,
     .abort = http_abort,
+    .missing = http_missing,
     .close = http_close,
 };
 
@@ -484,9 +498,12 @@ int source_http_open(struct source **out, const struct source_config *cfg, char 
         hs->rate_window_ns =
             (uint64_t)(cfg->min_rate_window_s ? cfg->min_rate_window_s : 60) * 1000000000u;
         hs->deadline_ns = (uint64_t)cfg->download_timeout_s * 1000000000u;
-        if ((cfg->header_file || cfg->oauth_file) &&
-            auth_open(&hs->auth, cfg->header_file, cfg->oauth_file, cfg->ca_file, msg, msglen) <
-                0) {
+        hs->missing = cfg->missing;
+        hs->missing_ctx = cfg->missing_ctx;
+        hs->auth = cfg->auth;
+        hs->own_auth = !cfg->auth && (cfg->header_file || cfg->oauth_file);
+        if (hs->own_auth && auth_open(&hs->auth, cfg->header_file, cfg->oauth_file, cfg->ca_file,
+                                      msg, msglen) < 0) {
                 auth_close(hs->auth);
                 free(hs);
                 return -EINVAL;

@@ -6,16 +6,25 @@
 #include <string.h>
 #include <strings.h>
 
-int source_expand(const char *tmpl, const char *barcode, char *out, size_t outlen)
+int source_expand(const char *tmpl, const char *barcode, const char *file, char *out, size_t outlen)
 {
-        size_t n = 0, blen = strlen(barcode);
+        char deflt[128];
+        if (!file) {
+                snprintf(deflt, sizeof deflt, "%s.tar.gz.gpg", barcode);
+                file = deflt;
+        }
+        size_t n = 0;
         for (const char *p = tmpl; *p;) {
                 const char *piece = p;
                 size_t len = 1;
                 if (!strncmp(p, "{barcode}", 9)) {
                         piece = barcode;
-                        len = blen;
+                        len = strlen(barcode);
                         p += 9;
+                } else if (!strncmp(p, "{file}", 6)) {
+                        piece = file;
+                        len = strlen(file);
+                        p += 6;
                 } else {
                         p++;
                 }
@@ -30,7 +39,7 @@ int source_expand(const char *tmpl, const char *barcode, char *out, size_t outle
 
 int source_open(struct source **out, const struct source_config *cfg, char *msg, size_t msglen)
 {
-        if (!strstr(cfg->tmpl, "{barcode}")) {
+        if (!strstr(cfg->tmpl, "{barcode}") && !strstr(cfg->tmpl, "{file}")) {
                 snprintf(msg, msglen, "--source '%s' has no {barcode}", cfg->tmpl);
                 return -EINVAL;
         }

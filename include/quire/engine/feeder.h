@@ -8,7 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BARCODE_MAX 64
+#define BARCODE_MAX     64
+#define FEEDER_FILE_MAX 96
 
 /* Returns NULL when s[0..n) is an acceptable barcode, else a static string saying why
  * not: "contains '/'", "control byte 0x01", "invalid UTF-8", "non-ASCII character",
@@ -24,6 +25,14 @@ struct feeder;
  * or -errno. */
 int feeder_open(struct feeder **out, const char *path);
 void feeder_close(struct feeder *f);
+/* A list already open (a pipe a producer thread writes): closed by feeder_close. */
+int feeder_open_fd(struct feeder **out, int fd);
+/* Lines may then be "BARCODE<TAB>FILE[<TAB>...]": the file name the source knows the book
+ * by (GRIN's lists), given by feeder_file() after each barcode. Off by default: a tab in
+ * a list a person wrote is a mistake worth naming. */
+void feeder_accept_files(struct feeder *f);
+/* The file name of the barcode feeder_next() returned last, or NULL. */
+const char *feeder_file(const struct feeder *f);
 
 enum feeder_result {
         FEED_EOF = 0,

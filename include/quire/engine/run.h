@@ -13,6 +13,7 @@
 #define QUIRE_ENGINE_RUN_H
 
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,7 +31,12 @@ struct run;
 
 struct run_config {
         const char *barcodes_path; /* a file, a FIFO, or "-" (stdin) */
-        const char *staging;       /* a directory only this user may use (created 0700) */
+        int barcodes_fd;           /* >= 0: read the list from this fd instead (taken) */
+        bool list_has_files;       /* lines may be BARCODE<TAB>FILE (feeder_accept_files) */
+        /* A list that grows while the run reads it (GRIN's pages): the books listed so
+         * far, for the status line's total; NULL: counted from a regular file, or unknown. */
+        const atomic_int_fast64_t *listed;
+        const char *staging; /* a directory only this user may use (created 0700) */
         const char *journal_path;
         const char *passphrase; /* borrowed: outlives the run; never logged */
         size_t passlen;

@@ -71,6 +71,16 @@ struct source_events {
         void (*done)(void *owner, const struct source_result *res);
 };
 
+/* What a catalog knows of a book the source answered "not found" for (GRIN: a conversion
+ * that failed, one in process, or one now requested). */
+struct source_missing {
+        /* The journal's outcome: "conversion-failed" (a failure), "requested", "in-process",
+         * or another word for a book left for a later run ("not-requested"); NULL: a plain
+         * failure. */
+        const char *outcome;
+        char detail[256];
+};
+
 struct source_ops {
         int (*slot_new)(struct source *s, struct worker *w, const struct source_events *ev,
                         void *owner, struct source_slot **out);
@@ -80,6 +90,9 @@ struct source_ops {
         void (*resume)(struct source_slot *ss);
         /* Stops the transfer in progress; done() is not called. */
         void (*abort)(struct source_slot *ss);
+        /* Optional: what becomes of a book the source does not have. Any worker thread;
+         * quick (no I/O on the caller's thread). */
+        void (*missing)(struct source *s, const char *barcode, struct source_missing *m);
         void (*close)(struct source *s);
 };
 
