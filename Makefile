@@ -52,9 +52,11 @@ $(BUILD)/helpers/%: tests/helpers/%.c
 	$(CC) $(QCFLAGS) -o $@ $<
 helpers: $(HELPER_BIN)
 
-# Runs every unit test binary; each takes the test fixtures directory as $QUIRE_FIXTURES.
+# Runs every unit test binary, each under a deadline (UNIT_TIMEOUT seconds, 300), and
+# prints one summary line from cmocka's counts. Fixtures: tests/fuzz/corpus or
+# $QUIRE_FIXTURES.
 check-unit: $(UNIT_BIN) $(BUILD)/quire
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@tests/unit/run.sh $(UNIT_BIN)
 
 deps:
 	@tools/deps.sh
@@ -88,9 +90,9 @@ asan:
 tsan:
 	$(MAKE) BUILD=build/tsan CC=clang SAN='-fsanitize=thread' OPT=-O1 build/tsan/tests/test_mpmc \
 		build/tsan/quire
-	TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/test_mpmc
+	TSAN_OPTIONS=halt_on_error=1 UNIT_NAME=tsan tests/unit/run.sh build/tsan/tests/test_mpmc
 	$(MAKE) helpers
-	TSAN_OPTIONS=halt_on_error=1 tests/e2e/run.sh build/tsan/quire tests/e2e/test_run.sh
+	TSAN_OPTIONS=halt_on_error=1 E2E_NAME=tsan tests/e2e/run.sh build/tsan/quire tests/e2e/test_run.sh
 
 FUZZ_SECONDS ?= 60
 fuzz: $(BUILD)/fuzz_pgp
@@ -118,7 +120,8 @@ lint: check-layers
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 		--suppress=missingIncludeSystem -Iinclude -D_GNU_SOURCE src
 
-# End-to-end suites: real nginx, gpg, s3rver; run against the ASan+UBSan build.
+# End-to-end suites: real nginx, gpg, s3rver; run against the ASan+UBSan build, each under
+# a deadline (E2E_TIMEOUT seconds, 300; see tests/e2e/run.sh).
 E2E ?= $(wildcard tests/e2e/test_*.sh)
 e2e: asan
 	$(MAKE) helpers
