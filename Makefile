@@ -56,9 +56,11 @@ $(BUILD)/helpers/%: tests/helpers/%.c
 	$(CC) $(QCFLAGS) -o $@ $<
 helpers: $(HELPER_BIN)
 
-# Runs every unit test binary; each takes the test fixtures directory as $QUIRE_FIXTURES.
+# Runs every unit test binary, each under a deadline (UNIT_TIMEOUT seconds, 300), and
+# prints one summary line from cmocka's counts. Fixtures: tests/fuzz/corpus or
+# $QUIRE_FIXTURES.
 check-unit: $(UNIT_BIN) $(BUILD)/quire
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@tests/unit/run.sh $(UNIT_BIN)
 
 deps:
 	@tools/deps.sh
@@ -88,13 +90,20 @@ ASAN_VARS := BUILD=build/asan OPT=-O1 \
 asan:
 	$(MAKE) $(ASAN_VARS) all unit
 
-# The queue's stress test, and the whole engine on one end-to-end suite, under TSan.
+# Under TSan: the unit tests that run threads, and the whole engine on the end-to-end
+# suites that drive its threads hardest (signals and abort, the key pool at gpg's default
+# S2K, S3 multipart). Each list chooses; TSan runs everything 5-15x slower, so a suite
+# gets twice the usual deadline.
+TSAN_UNIT ?= test_mpmc
+TSAN_E2E  ?= tests/e2e/test_run.sh tests/e2e/test_signals.sh tests/e2e/test_keypool.sh \
+	tests/e2e/test_s3.sh
 tsan:
-	$(MAKE) BUILD=build/tsan CC=clang SAN='-fsanitize=thread' OPT=-O1 build/tsan/tests/test_mpmc \
-		build/tsan/quire
-	TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/test_mpmc
+	$(MAKE) BUILD=build/tsan CC=clang SAN='-fsanitize=thread' OPT=-O1 \
+		$(TSAN_UNIT:%=build/tsan/tests/%) build/tsan/quire
+	TSAN_OPTIONS=halt_on_error=1 UNIT_NAME=tsan tests/unit/run.sh $(TSAN_UNIT:%=build/tsan/tests/%)
 	$(MAKE) helpers
-	TSAN_OPTIONS=halt_on_error=1 tests/e2e/run.sh build/tsan/quire tests/e2e/test_run.sh
+	TSAN_OPTIONS=halt_on_error=1 E2E_NAME=tsan E2E_TIMEOUT=$${E2E_TIMEOUT:-600} \
+		tests/e2e/run.sh build/tsan/quire $(TSAN_E2E)
 
 FUZZ_SECONDS ?= 60
 CONTENTS_FUZZ_SECONDS ?= 45
@@ -134,7 +143,8 @@ lint: check-layers
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 		--suppress=missingIncludeSystem -Iinclude -D_GNU_SOURCE src
 
-# End-to-end suites: real nginx, gpg, s3rver; run against the ASan+UBSan build.
+# End-to-end suites: real nginx, gpg, s3rver; run against the ASan+UBSan build, each under
+# a deadline (E2E_TIMEOUT seconds, 300; see tests/e2e/run.sh).
 E2E ?= $(wildcard tests/e2e/test_*.sh)
 e2e: asan
 	$(MAKE) helpers
