@@ -170,6 +170,7 @@ static void book_finish(struct book *b, bool ok, bool run_level, const char *det
         set_stage(b, BOOK_IDLE);
         struct journal_rec rec = {
             .barcode = b->item.barcode,
+            .line = b->item.line,
             .outcome = ok ? "ok" : "failed",
             .bytes = ok ? bytes : 0,
             .sha256_hex = ok ? b->digest.sha256_hex : NULL,

@@ -297,15 +297,16 @@ static void close_intake(struct run *r)
 }
 
 /* A barcode repeated while its first copy is queued or in flight: never run beside it. */
-static void note_duplicate(struct main_state *m, const struct queue_item *it, uint64_t first)
+static void note_duplicate(struct main_state *m, const struct queue_item *it, uint64_t first,
+                           const char *state)
 {
         char detail[128];
-        snprintf(detail, sizeof detail, "listed again at line %llu while line %llu is in flight",
-                 (unsigned long long)it->line, (unsigned long long)first);
+        snprintf(detail, sizeof detail, "listed again at line %llu; line %llu %s",
+                 (unsigned long long)it->line, (unsigned long long)first, state);
         struct journal_rec rec = {.barcode = it->barcode, .outcome = "duplicate", .detail = detail};
         journal_append(m->r->journal, &rec);
-        qlog("%s (line %llu): duplicate of line %llu, which is in flight; skipped", it->barcode,
-             (unsigned long long)it->line, (unsigned long long)first);
+        qlog("%s (line %llu): duplicate of line %llu, which %s; skipped", it->barcode,
+             (unsigned long long)it->line, (unsigned long long)first, state);
         m->duplicates++;
         progress_count(m->r, OUTCOME_SKIPPED, 0);
 }
@@ -351,13 +352,18 @@ static bool next_barcode(struct main_state *m)
                         progress_count(r, OUTCOME_FAILED, 0);
                         continue;
                 }
-                if (journal_delivered(r->journal, it->barcode)) {
+                uint64_t first;
+                int at = journal_delivered_at(r->journal, it->barcode, &first);
+                if (at == 2) {
+                        note_duplicate(m, it, first, "was delivered"); /* earlier in this list */
+                        continue;
+                }
+                if (at == 1) { /* an earlier run: counted, not journaled again */
                         progress_count(r, OUTCOME_SKIPPED, 0);
                         continue;
                 }
-                uint64_t first;
                 if (!inflight_add(&r->inflight, it->barcode, it->line, &first)) {
-                        note_duplicate(m, it, first);
+                        note_duplicate(m, it, first, "is in flight");
                         continue;
                 }
                 return true;
