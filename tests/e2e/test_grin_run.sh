@@ -145,7 +145,9 @@ start_tokensrv() { # as test_auth.sh does
 	local d=$T/toksrv
 	mkdir -p "$d"
 	_start_bg tokenserver "$d/ready" "$d/stderr" python3 "$ROOT/tests/e2e/tokenserver.py" \
-		--ready-file "$d/ready" --publish "$tokens" --expires-in 3600 "$@" || return 1
+		--ready-file "$d/ready" --log "$d/requests.log" --client-id quire-test \
+		--client-secret s3cret --refresh-token r3fresh --publish "$tokens" \
+		--expires-in 3600 "$@" || return 1
 	read -r tport TOK_PID <"$d/ready"
 }
 if start_tokensrv; then
