@@ -97,7 +97,7 @@ int run_grin_open(struct run_grin *g, struct source_config *src, struct run_conf
                 g->pipe_w = p[1];
         }
         /* What GRIN says of the books it will not serve, before the first 404. */
-        err = grin_catalog_open(&g->catalog, &g->site, g->request_batch, msg, msglen);
+        err = grin_catalog_open(&g->catalog, &g->site, g->request_batch, false, msg, msglen);
         if (err)
                 return err;
         src->missing = grin_catalog_missing;

@@ -394,6 +394,38 @@ int journal_append(struct journal *j, const struct journal_rec *rec)
         return r;
 }
 
+int journal_open_readonly(struct journal **out, const char *path)
+{
+        struct journal *j = calloc(1, sizeof *j);
+        if (!j)
+                return -ENOMEM;
+        pthread_mutex_init(&j->lock, NULL);
+        int r = bset_init(&j->set);
+        if (r) {
+                free(j);
+                return r;
+        }
+        j->fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (j->fd < 0 && errno != ENOENT) {
+                r = -errno;
+                bset_free(&j->set);
+                free(j);
+                return r;
+        }
+        char *buf = j->fd >= 0 ? malloc(READ_BUF) : NULL;
+        off_t good_end = 0, size = 0;
+        if (j->fd >= 0)
+                r = buf ? load(j, buf, &good_end, &size) : -ENOMEM;
+        free(buf);
+        if (r) {
+                journal_close(j);
+                return r;
+        }
+        j->loaded_alen = j->set.alen;
+        *out = j;
+        return 0;
+}
+
 static void sync_now(struct journal *j)
 {
         uint64_t n = atomic_load_explicit(&j->appended, memory_order_acquire);
@@ -418,7 +450,8 @@ void journal_close(struct journal *j)
                 return;
         if (atomic_load(&j->appended) != j->synced)
                 sync_now(j);
-        close(j->fd);
+        if (j->fd >= 0)
+                close(j->fd);
         pthread_mutex_destroy(&j->lock);
         bset_free(&j->set);
         free(j);

@@ -108,7 +108,7 @@ static void on_outcome(void *ud, const char *barcode, enum grin_outcome o, const
 }
 
 int grin_catalog_open(struct grin_catalog **out, const struct grin_site *site,
-                      unsigned request_batch, char *msg, size_t msglen)
+                      unsigned request_batch, bool look_only, char *msg, size_t msglen)
 {
         struct grin_catalog *c = calloc(1, sizeof *c);
         if (!c) {
@@ -128,7 +128,7 @@ int grin_catalog_open(struct grin_catalog **out, const struct grin_site *site,
         err = grin_list_fetch(site, GRIN_LIST_FAILED, &failed, msg, msglen);
         if (!err)
                 err = grin_list_fetch(site, GRIN_LIST_IN_PROCESS, &in_process, msg, msglen);
-        if (err)
+        if (err || look_only)
                 return err;
         struct grin_req_config rc = {.batch = request_batch, .fn = on_outcome, .ud = c};
         return grin_req_open(&c->req, site, &rc, msg, msglen);
@@ -139,6 +139,17 @@ static bool queue_full(struct grin_catalog *c)
         struct grin_req_stats st;
         grin_req_stats(c->req, &st);
         return st.queue_full || st.room == 0;
+}
+
+enum grin_known grin_catalog_known(struct grin_catalog *c, const char *barcode)
+{
+        pthread_mutex_lock(&c->lock);
+        enum grin_known k =
+            failed_slot(c->failed, c->failed_cap, barcode)->barcode ? GRIN_KNOWN_FAILED
+            : grin_set_has(c->in_process, barcode, strlen(barcode)) ? GRIN_KNOWN_IN_PROCESS
+                                                                    : GRIN_UNKNOWN;
+        pthread_mutex_unlock(&c->lock);
+        return k;
 }
 
 void grin_catalog_missing(void *ctx, const char *barcode, struct source_missing *m)

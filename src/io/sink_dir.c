@@ -66,6 +66,25 @@ static int mkdir_p(const char *path)
         return 0;
 }
 
+/* For a destination that does not exist yet: 0 when the nearest existing directory above
+ * it lets this user make it, else -errno. */
+static int nearest_writable(const char *dest)
+{
+        char buf[4096];
+        snprintf(buf, sizeof buf, "%s", dest);
+        for (;;) {
+                char *slash = strrchr(buf, '/');
+                if (!slash || slash == buf) {
+                        snprintf(buf, sizeof buf, "%s", slash ? "/" : ".");
+                        break;
+                }
+                *slash = 0;
+                if (access(buf, F_OK) == 0)
+                        break;
+        }
+        return access(buf, W_OK | X_OK) == 0 ? 0 : -errno;
+}
+
 /* Opens, checks and locks DEST/.quire-incoming, sweeping what a killed run left. */
 static int incoming_open(struct dir_sink *ds, char *msg, size_t msglen)
 {
@@ -237,8 +256,15 @@ int sink_dir_open(struct sink **out, const struct sink_config *cfg, char *msg, s
         mode_t mask = umask(0);
         umask(mask);
         ds->mode = 0666 & ~mask;
-        int err = mkdir_p(cfg->dest);
-        if (!err) {
+        int err = cfg->check_only ? 0 : mkdir_p(cfg->dest);
+        if (!err && cfg->check_only && access(cfg->dest, F_OK) < 0) {
+                /* A dry run creates nothing: the nearest existing parent must be writable. */
+                err = nearest_writable(cfg->dest);
+                if (!err) {
+                        *out = &ds->base;
+                        return 0;
+                }
+        } else if (!err) {
                 ds->dirfd = open(cfg->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 if (ds->dirfd < 0 || faccessat(ds->dirfd, ".", W_OK, AT_EACCESS) < 0)
                         err = -errno;
@@ -250,7 +276,7 @@ int sink_dir_open(struct sink **out, const struct sink_config *cfg, char *msg, s
         }
         /* What a killed run left in the copy area goes now, under its lock. */
         struct stat st;
-        if (fstatat(ds->dirfd, INCOMING, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        if (!cfg->check_only && fstatat(ds->dirfd, INCOMING, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             (err = incoming_open(ds, msg, msglen)) < 0) {
                 dir_close(&ds->base);
                 return err;

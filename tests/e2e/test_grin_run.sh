@@ -42,6 +42,22 @@ grin_run() { # grin_run NAME [options...]: quire run --grin LIB, stderr to $T/NA
 }
 archive_gets() { grep -cE "^GET /LIB/[A-Z_0-9]+\.tar\.gz\.gpg 200 " "$GRIN_LOG"; }
 
+# --- --dry-run: counts, and nothing changed ---------------------------------------------
+expect_exit 0 "dry run: exit 0" grin_run dry --queue converted --dry-run
+if grep -q 'dry run: 6 books listed: 6 would be fetched, 0 skipped' "$T/dry.err" &&
+	[ "$(archive_gets)" -eq 0 ] && ! grep -q '^GET /LIB/_process' "$GRIN_LOG" && [ ! -e "$T/out" ] &&
+	[ ! -e "$T/journal" ]; then
+	pass "dry run: 6 books would be fetched; no archive fetched, nothing requested or created"
+else
+	fail "dry run" "$(cat "$T/dry.err"); $(ls "$T")"
+fi
+printf 'R0007\nR0009\nR0011\nR0011\n' >"$T/dry-list"
+expect_exit 0 "dry run over a list: exit 0" grin_run dry2 --dry-run "$T/dry-list"
+grep -q '4 books listed: 1 would be fetched, 0 skipped .*, 1 repeated' "$T/dry2.err" &&
+	grep -q 'GRIN: 1 of them failed to convert, 1 in process' "$T/dry2.err" &&
+	pass "dry run over a list: GRIN's failed and in-process books told apart, the repeat counted" ||
+	fail "dry run list" "$(cat "$T/dry2.err")"
+
 # --- --queue converted ------------------------------------------------------------------
 expect_exit 0 "queue converted: exit 0" grin_run converted --queue converted --downloads 2
 ok=1

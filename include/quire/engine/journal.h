@@ -35,6 +35,9 @@ struct journal_rec {
  * barcode with an "ok" line (memory: the barcodes' bytes plus a table of 8 bytes a slot,
  * load <= 3/4; about 33 MB for 1,000,000 14-byte barcodes). Returns 0 or -errno. */
 int journal_open(struct journal **out, const char *path);
+/* For looking only (quire run --dry-run): no lock, no repair, no file made when there is
+ * none (an empty journal); journal_append must not be called. 0 or -errno. */
+int journal_open_readonly(struct journal **out, const char *path);
 /* Thread-safe. Also true for barcodes appended as "ok" since the journal was opened. */
 bool journal_delivered(const struct journal *j, const char *barcode);
 /* 0: not delivered; 1: delivered by an earlier run; 2: delivered during this run, *line

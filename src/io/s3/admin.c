@@ -295,7 +295,7 @@ static int start_checks(struct s3 *s3, char *msg, size_t msglen)
                 snprintf(msg, msglen, "out of memory");
         if (!err)
                 err = check_bucket(&a);
-        if (!err)
+        if (!err && !s3->cfg_check_only) /* a dry run changes nothing */
                 err = sweep(&a);
         s3_req_free(&a.req);
         s3_req_free(&a.del);
@@ -316,6 +316,7 @@ int sink_s3_open(struct sink **out, const struct sink_config *cfg, char *msg, si
         s3->stall_s = cfg->stall_timeout_s ? (long)cfg->stall_timeout_s : 60L;
         s3->max_upload_rate = cfg->max_upload_rate;
         s3->interrupted = cfg->interrupted;
+        s3->cfg_check_only = cfg->check_only;
         s3->dest = strdup(cfg->dest);
         s3->ca_file = cfg->ca_file ? strdup(cfg->ca_file) : NULL;
         int err = !s3->dest || (cfg->ca_file && !s3->ca_file) ? -ENOMEM : 0;

@@ -56,6 +56,7 @@ struct s3 {
         long stall_s;
         uint64_t max_upload_rate;
         bool (*interrupted)(void);
+        bool cfg_check_only; /* a dry run: the start-up sweep is skipped */
 };
 
 /* ---- url.c -------------------------------------------------------------------------- */
