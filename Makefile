@@ -84,11 +84,13 @@ ASAN_VARS := BUILD=build/asan OPT=-O1 \
 asan:
 	$(MAKE) $(ASAN_VARS) all unit
 
-# The queue's stress test, and the whole engine on one end-to-end suite, under TSan.
+# The queue's and the loop's cross-thread tests, and the whole engine on one end-to-end
+# suite, under TSan.
 tsan:
 	$(MAKE) BUILD=build/tsan CC=clang SAN='-fsanitize=thread' OPT=-O1 build/tsan/tests/test_mpmc \
-		build/tsan/quire
+		build/tsan/tests/test_loop build/tsan/quire
 	TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/test_mpmc
+	TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/test_loop
 	$(MAKE) helpers
 	TSAN_OPTIONS=halt_on_error=1 tests/e2e/run.sh build/tsan/quire tests/e2e/test_run.sh
 
