@@ -94,7 +94,7 @@ asan:
 # suites that drive its threads hardest (signals and abort, the key pool at gpg's default
 # S2K, S3 multipart). Each list chooses; TSan runs everything 5-15x slower, so a suite
 # gets twice the usual deadline.
-TSAN_UNIT ?= test_mpmc
+TSAN_UNIT ?= test_mpmc test_loop
 TSAN_E2E  ?= tests/e2e/test_run.sh tests/e2e/test_signals.sh tests/e2e/test_keypool.sh \
 	tests/e2e/test_s3.sh
 tsan:
