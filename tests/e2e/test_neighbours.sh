@@ -50,17 +50,19 @@ if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null; then
 	skip "planted staging links" "needs root and setpriv to act as another user"
 else
 	as_nobody() { setpriv --reuid nobody --regid nogroup --clear-groups "$@"; }
-	victim=$T/victim
+	# A place the other user can reach (the suite's own directory is private).
+	pub=$(mktemp -d /tmp/quire-neighbours.XXXXXX) && chmod 755 "$pub"
+	on_exit rm -rf "$pub"
+	victim=$pub/victim
 	echo "precious" >"$victim"
 	chmod 666 "$victim"
-	mkdir -p "$T/shared" && chmod 1777 "$T/shared" # a destination others can write
-	chmod 755 "$T"
-	as_nobody mkdir -m 777 "$T/shared/.quire-staging"
-	as_nobody ln -s "$victim" "$T/shared/.quire-staging/TEST0001.tar.gz.quire-part"
+	mkdir -p "$pub/shared" && chmod 1777 "$pub/shared" # a destination others can write
+	as_nobody mkdir -m 777 "$pub/shared/.quire-staging"
+	as_nobody ln -s "$victim" "$pub/shared/.quire-staging/TEST0001.tar.gz.quire-part"
 	expect_exit 2 "a staging directory made by another user: configuration error" \
-		quire_run planted "$T/shared" "$LIST"
+		quire_run planted "$pub/shared" "$LIST"
 	if grep -q 'owned by uid 65534' "$T/planted.err" && [ "$(cat "$victim")" = precious ] &&
-		[ ! -e "$T/shared/TEST0001.tar.gz" ]; then
+		[ ! -e "$pub/shared/TEST0001.tar.gz" ]; then
 		pass "planted link: refused with a clear error, the file it pointed at untouched"
 	else
 		fail "planted link" "$(cat "$T/planted.err"); victim: $(cat "$victim")"
@@ -70,11 +72,10 @@ else
 	expect_exit 2 "a staging directory others can enter: refused" quire_run open "$T/open" "$LIST"
 	check "the mode is named" grep -q 'mode 755 lets others in' "$T/open.err"
 	# DEST/.quire-incoming planted the same way (the copy area for another filesystem).
-	mkdir -p "$T/shared2" && chmod 1777 "$T/shared2"
-	as_nobody mkdir -m 777 "$T/shared2/.quire-incoming"
+	mkdir -p "$pub/shared2" && chmod 1777 "$pub/shared2"
+	as_nobody mkdir -m 777 "$pub/shared2/.quire-incoming"
 	expect_exit 2 "a planted DEST/.quire-incoming: refused" \
-		quire_run incoming "$T/shared2" --staging "$T/st-incoming" "$LIST"
-	chmod 700 "$T"
+		quire_run incoming "$pub/shared2" --staging "$T/st-incoming" "$LIST"
 fi
 
 # --- a second process on a running run (14.3) ---------------------------------------------
@@ -111,8 +112,10 @@ else
 		local name=$1 d=$T/core-$1 pid
 		shift
 		mkdir -p "$d"
+		# ASan keeps cores off unless told (its shadow memory is not dumped).
 		(
 			cd "$d" && ulimit -c unlimited &&
+				export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}disable_coredump=0 &&
 				exec "$QUIRE" run --dest "$d/out" --passphrase-file "$PASSFILE" \
 					--journal "$d/j" --source "$HOLD_URL/{barcode}.tar.gz.gpg" "$@" \
 					"$LIST" 2>"$d/err"
