@@ -7,7 +7,7 @@
 
 typedef uint8_t v16 __attribute__((vector_size(16)));
 
-void xor_into(uint8_t *restrict dst, const uint8_t *restrict src, size_t n)
+void cfb_xor(uint8_t *restrict dst, const uint8_t *restrict src, size_t n)
 {
         size_t i = 0;
         /* memcpy loads and stores keep this free of alignment assumptions; they compile to
@@ -66,7 +66,7 @@ int cfb_decrypt(struct cfb *c, const uint8_t *in, uint8_t *out, size_t n)
                 if (ecb(c, c->iv, out + i, bs) ||
                     (full > bs && ecb(c, in + i, out + i + bs, full - bs)))
                         return -1;
-                xor_into(out + i, in + i, full);
+                cfb_xor(out + i, in + i, full);
                 memcpy(c->iv, in + i + full - bs, bs);
                 i += full;
         }

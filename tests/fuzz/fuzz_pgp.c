@@ -2,7 +2,7 @@
  * decompressors. Each input is decrypted twice, whole and in small chunks, and both runs
  * must agree on the result and on every plaintext byte. The passphrase is "quire-fuzz",
  * that of the seed corpus (tests/fuzz/corpus, made by gpg with --s2k-count 65536). */
-#include "quire/pgp/pgp.h"
+#include "quire/pgp/pgp_bench.h"
 
 #include <stdint.h>
 #include <stdlib.h>
