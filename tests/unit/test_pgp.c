@@ -191,6 +191,46 @@ static void test_reset_midway(void **state)
         free(seq.p);
 }
 
+/* The SEIPD of seq-plain.gpg (one five-octet length) cut into 1-byte partial lengths
+ * (RFC 9580 4.2.1.4): 0xE0 before each body byte, a one-octet length before the last. */
+static struct buf one_byte_partials(void)
+{
+        struct buf in = load("seq-plain.gpg"), out = {0};
+        assert_int_equal(in.p[15], 0xd2);
+        assert_int_equal(in.p[16], 0xff);
+        size_t len =
+            (size_t)in.p[17] << 24 | (size_t)in.p[18] << 16 | (size_t)in.p[19] << 8 | in.p[20];
+        assert_int_equal(21 + len, in.len);
+        collect(&out, in.p, 16);
+        for (size_t i = 0; i < len; i++) {
+                uint8_t h = i + 1 < len ? 0xe0 : 1;
+                collect(&out, &h, 1);
+                collect(&out, in.p + 21 + i, 1);
+        }
+        free(in.p);
+        return out;
+}
+
+static void test_one_byte_partials(void **state)
+{
+        struct buf in = one_byte_partials(), out = {0}, seq = seq_text();
+        static const size_t chunks[] = {1, 4095, 1 << 20};
+        for (size_t i = 0; i < 3; i++) {
+                int r = decrypt(dec, in.p, in.len, chunks[i], pass, &out);
+                if (r)
+                        fail_msg("%zu-byte chunks: %s", chunks[i], pgp_detail(dec));
+                assert_int_equal(out.len, seq.len);
+                assert_memory_equal(out.p, seq.p, seq.len);
+        }
+        /* Tampered or cut anywhere in the gathered part, it is still refused. */
+        in.p[in.len / 2 | 1] ^= 1;
+        assert_int_equal(decrypt(dec, in.p, in.len, 1 << 20, pass, &out), PGP_EMDC);
+        assert_int_equal(decrypt(dec, in.p, in.len - 3, 1 << 20, pass, &out), PGP_ETRUNC);
+        free(in.p);
+        free(out.p);
+        free(seq.p);
+}
+
 static int failing_sink(void *ctx, const uint8_t *p, size_t n)
 {
         return -ENOSPC;
@@ -208,7 +248,7 @@ static void test_sink_error(void **state)
 
 static void test_strerror(void **state)
 {
-        for (int e = PGP_EBADPASS; e <= PGP_ENOMEM; e++)
+        for (int e = PGP_EBADPASS; e <= PGP_ELIMIT; e++)
                 assert_string_not_equal(pgp_strerror(e), "unknown error");
 }
 
@@ -222,6 +262,7 @@ static void test_mdc_thread(void **state)
         test_tamper(state);
         test_reset_midway(state);
         test_sink_error(state);
+        test_one_byte_partials(state);
         pgp_free(dec);
         dec = plain;
 }
@@ -229,10 +270,15 @@ static void test_mdc_thread(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_gpg_messages), cmocka_unit_test(test_refusals),
-            cmocka_unit_test(test_tamper),       cmocka_unit_test(test_truncation),
-            cmocka_unit_test(test_reset_midway), cmocka_unit_test(test_sink_error),
-            cmocka_unit_test(test_strerror),     cmocka_unit_test(test_mdc_thread),
+            cmocka_unit_test(test_gpg_messages),
+            cmocka_unit_test(test_refusals),
+            cmocka_unit_test(test_tamper),
+            cmocka_unit_test(test_truncation),
+            cmocka_unit_test(test_reset_midway),
+            cmocka_unit_test(test_sink_error),
+            cmocka_unit_test(test_strerror),
+            cmocka_unit_test(test_mdc_thread),
+            cmocka_unit_test(test_one_byte_partials),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
