@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define READ_BUF (4u << 20)
+#define READ_BUF (128u << 10)
 
 enum { DEC_OUT = 'o', DEC_PASSFILE = 256, DEC_THREADS, DEC_FEED };
 

@@ -22,7 +22,8 @@ static void *hasher_main(void *arg)
                 pthread_mutex_lock(&h->mu);
                 h->failed |= !ok;
                 h->tail++;
-                pthread_cond_signal(&h->done);
+                if (h->head - h->tail <= h->wake_at)
+                        pthread_cond_signal(&h->done);
         }
         pthread_mutex_unlock(&h->mu);
         return NULL;
@@ -55,12 +56,18 @@ void pgp_mdc_thread_stop(struct pgp_dec *d)
         h->on = false;
 }
 
-/* Waits until at most `left` slices are still to hash. */
-static void hasher_wait(struct pgp_hasher *h, uint64_t left)
+/* When more than `most` slices are still to hash, waits until only `resume` are: the
+ * decrypting thread, stopped by a full queue, sleeps until half of it is free again, so
+ * the threads hand over several slices per wake-up instead of ping-ponging on each. */
+static void hasher_wait(struct pgp_hasher *h, uint64_t most, uint64_t resume)
 {
         pthread_mutex_lock(&h->mu);
-        while (h->head - h->tail > left)
-                pthread_cond_wait(&h->done, &h->mu);
+        if (h->head - h->tail > most) {
+                h->wake_at = resume;
+                while (h->head - h->tail > resume)
+                        pthread_cond_wait(&h->done, &h->mu);
+                h->wake_at = 0;
+        }
         pthread_mutex_unlock(&h->mu);
 }
 
@@ -80,7 +87,7 @@ static uint8_t *next_slot(struct pgp_dec *d)
 {
         if (!d->h.on)
                 return d->ptbuf;
-        hasher_wait(&d->h, PGP_N_SLOTS - 1);
+        hasher_wait(&d->h, PGP_N_SLOTS - 1, PGP_N_SLOTS / 2);
         return d->ptbuf + (d->h.head % PGP_N_SLOTS) * PGP_SLOT;
 }
 
@@ -97,7 +104,7 @@ int pgp_mdc_sync(struct pgp_dec *d)
 {
         if (!d->h.on)
                 return 0;
-        hasher_wait(&d->h, 0);
+        hasher_wait(&d->h, 0, 0);
         return d->h.failed ? -1 : 0;
 }
 

@@ -123,19 +123,23 @@ int sha1x_s2k(const uint8_t *unit, size_t unit_len, uint64_t count, unsigned nst
 /* ---- cfb.c: OpenPGP CFB without resynchronisation (what SEIPD and SKESK session keys
  * use), with a zero IV. The keystream comes from ECB over whole runs of ciphertext, so it
  * runs at the cipher's parallel speed instead of EVP's block-at-a-time CFB. */
+/* Keystream bytes made per cipher call: a run that stays in L1 until it is XORed. */
+#define CFB_RUN (16u << 10)
+
 struct cfb {
         EVP_CIPHER_CTX *ecb;
         unsigned bs;
         unsigned pos;              /* bytes of the current block already used */
         uint8_t iv[PGP_MAX_BLOCK]; /* ciphertext block the next keystream comes from */
         uint8_t ks[PGP_MAX_BLOCK]; /* keystream of the current partial block */
+        uint8_t run[CFB_RUN];
 };
 
 int cfb_init(struct cfb *c, const EVP_CIPHER *ciph, const uint8_t *key, unsigned bs);
 /* Decrypts n bytes of in to out (no overlap); any n, any split gives the same bytes. */
 int cfb_decrypt(struct cfb *c, const uint8_t *in, uint8_t *out, size_t n);
-/* dst ^= src over n bytes, written so the compiler emits wide vector code. */
-void cfb_xor(uint8_t *restrict dst, const uint8_t *restrict src, size_t n);
+/* out = a ^ b over n bytes (out may be a or b, no other overlap), in wide vectors. */
+void cfb_xor(uint8_t *out, const uint8_t *a, const uint8_t *b, size_t n);
 
 /* ---- decomp.c: decompression of a compressed data packet (RFC 9580 5.6). The state is
  * allocated once by decomp_new and reused; bzip2 draws from a preallocated arena. */
@@ -200,6 +204,7 @@ struct pgp_hasher {
                 size_t n;
         } q[PGP_N_SLOTS];
         uint64_t head, tail;
+        uint64_t wake_at; /* signal `done` once this few slices are left to hash */
         bool on, quit, failed;
         const uint8_t *pend;
         size_t pend_n;
