@@ -106,9 +106,12 @@ refused() {
 	fi
 }
 
-flip() { # flip FILE OFFSET: a copy with one byte changed
+flip() { # flip FILE OFFSET: a copy with one byte changed (XOR 0x5a: always a change)
+	local b
 	cp "$1" "$1.flip$2"
-	printf '\x5a' | dd of="$1.flip$2" bs=1 seek="$2" conv=notrunc status=none
+	b=$(od -An -tu1 -j "$2" -N1 "$1")
+	printf "\\x$(printf %02x $((b ^ 0x5a)))" | dd of="$1.flip$2" bs=1 seek="$2" conv=notrunc \
+		status=none
 	echo "$1.flip$2"
 }
 size=$(stat -c %s "$T/c-aes256.gpg")
@@ -144,3 +147,104 @@ fi
 expect_exit 2 usage-extra-arg "$QUIRE" decrypt --passphrase-file "$T/pw" a b
 expect_exit 2 usage-no-passphrase env -u QUIRE_PASSPHRASE "$QUIRE" decrypt "$T/z-zip.gpg"
 expect_exit 1 missing-input "$QUIRE" decrypt --passphrase-file "$T/pw" "$T/nonexistent.gpg"
+
+# -o syncs the data before the name appears and the directory after (strace's order).
+# sync_order NAME LOG OUT: fdatasync of the output, then its linkat/rename to OUT, then an
+# fsync (the directory), in that order.
+sync_order() {
+	local name=$1 log=$2 out=$3
+	local order
+	order=$(grep -nE 'fdatasync\(|linkat\(.*"'"$out"'(\.quire-[0-9-]+)?"|rename\(.*, "'"$out"'"\)|fsync\(' \
+		"$log" | grep -v ' = -1 ' | sed -E 's/^([0-9]+):[0-9]+ +([a-z]+).*/\2/' | uniq | tr '\n' ' ')
+	case $order in
+	"fdatasync linkat fsync " | "fdatasync linkat rename fsync ") pass "$name" ;;
+	*) fail "$name" "sync order: ${order:-none} ($(cat "$log"))" ;;
+	esac
+}
+# traced: LeakSanitizer cannot run under ptrace.
+traced() { # traced LOG CMD...
+	local log=$1
+	shift
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace -f -o "$log" \
+		-e trace=fdatasync,fsync,linkat,rename,renameat,renameat2 "$@"
+}
+rm -f "$T/synced.out"
+expect_exit 0 synced traced "$T/sync.strace" "$QUIRE" decrypt --passphrase-file "$T/pw" \
+	-o "$T/synced.out" "$T/z-zip.gpg"
+sync_order sync-before-link "$T/sync.strace" "$T/synced.out"
+same_file synced-content "$T/z-zip.gpg-out" "$T/synced.out"
+expect_exit 0 synced-replace traced "$T/sync2.strace" "$QUIRE" decrypt --passphrase-file \
+	"$T/pw" -o "$T/synced.out" "$T/z-none.gpg"
+sync_order sync-before-replace "$T/sync2.strace" "$T/synced.out"
+
+# Crafted messages (RFC 9580 packet formats; AES-128 by `openssl enc`, S2K and MDC by
+# hashlib), judged by gpg as well as quire.
+cat >"$T/craft.py" <<'PY'
+import hashlib, os, subprocess, sys, zlib
+# craft.py partial1 PASS PLAIN OUT [zlib]: SEIPD, the compressed packet (with zlib) and the
+#   literal packet, each framed in 1-byte partial lengths (4.2.1.4).
+# craft.py skesks N PASS PLAIN OUT: N SKESKs (5.3), the first N-1 with S2K parameters of
+#   their own and a session key that does not unwrap with PASS, the last one right.
+def s2k(pw, salt, cbyte=0x60):
+    count = (16 + (cbyte & 15)) << ((cbyte >> 4) + 6)
+    unit = salt + pw
+    return hashlib.sha1((unit * (count // len(unit) + 1))[:max(count, len(unit))]).digest()[:16]
+def aes(mode, key, data):
+    return subprocess.run(['openssl', 'enc', mode, '-K', key.hex(), '-iv', '00' * 16, '-nosalt',
+                           '-nopad'], input=data, capture_output=True, check=True).stdout
+def hdr(tag, n):
+    if n < 192: return bytes([0xC0 | tag, n])
+    if n < 8384: return bytes([0xC0 | tag, ((n - 192) >> 8) + 192, (n - 192) & 255])
+    return bytes([0xC0 | tag, 255]) + n.to_bytes(4, 'big')
+def whole(tag, body):
+    return hdr(tag, len(body)) + body
+def partial1(tag, body):
+    out = bytearray([0xC0 | tag])
+    for b in body[:-1]:
+        out += bytes([0xE0, b])
+    return bytes(out + bytes([1, body[-1]]))
+def seipd(key, inner, frame):
+    prefix = os.urandom(16)
+    pt = prefix + prefix[-2:] + inner + b'\xd3\x14'
+    pt += hashlib.sha1(pt).digest()
+    return frame(18, b'\x01' + aes('-aes-128-cfb', key, pt))
+def skesk(salt, esk=b''):
+    return hdr(3, 13 + len(esk)) + bytes([4, 7, 3, 2]) + salt + bytes([0x60]) + esk
+mode, args = sys.argv[1], sys.argv[2:]
+if mode == 'partial1':
+    pw, plain, out = args[0].encode(), open(args[1], 'rb').read(), args[2]
+    salt = os.urandom(8)
+    inner = partial1(11, b'b\0\0\0\0\0' + plain)
+    if args[3:] == ['zlib']:
+        inner = partial1(8, b'\x02' + zlib.compress(inner))
+    msg = skesk(salt) + seipd(s2k(pw, salt), inner, partial1)
+else:
+    n, pw, plain, out = int(args[0]), args[1].encode(), open(args[2], 'rb').read(), args[3]
+    sk, msg = os.urandom(16), b''
+    for i in range(n - 1):
+        salt = os.urandom(8)
+        e0 = aes('-aes-128-ecb', s2k(pw, salt), bytes(16))[0]
+        msg += skesk(salt, bytes([e0 ^ 0]) + os.urandom(16))  # unwraps to algorithm 0
+    salt = os.urandom(8)
+    msg += skesk(salt, aes('-aes-128-cfb', s2k(pw, salt), b'\x07' + sk))
+    lit = b'b\0\0\0\0\0' + plain
+    msg += seipd(sk, whole(11, lit), whole)
+open(out, 'wb').write(msg)
+PY
+head -c 300000 /dev/urandom >"$T/p1plain"
+for z in "" zlib; do
+	n=partial1${z:+-$z}
+	check "craft-$n" python3 "$T/craft.py" partial1 'correct horse' "$T/p1plain" "$T/$n.gpg" $z
+	same_as_gpg "$n" && same_file "$n-plain" "$T/p1plain" "$T/$n.out"
+	same_as_gpg "$n" --feed-size 1
+done
+check craft-skesk1 python3 "$T/craft.py" skesks 1 'correct horse' "$T/text" "$T/skesk1.gpg"
+same_as_gpg skesk1
+# gpg stops at the first SKESK that does not unwrap; quire derives up to 4 keys.
+check craft-skesk2 python3 "$T/craft.py" skesks 2 'correct horse' "$T/text" "$T/skesk2.gpg"
+"$QUIRE" decrypt --passphrase-file "$T/pw" -o "$T/skesk2.out" "$T/skesk2.gpg"
+same_file skesk2-right-one-last "$T/text" "$T/skesk2.out"
+check craft-skesk300 python3 "$T/craft.py" skesks 300 'correct horse' "$T/text" "$T/skesk300.gpg"
+"${GPG[@]}" --yes --decrypt -o "$T/skesk300.gpg-out" "$T/skesk300.gpg" 2>"$T/skesk300.gpg-err"
+check skesk300-gpg-refuses grep -q "Bad session key" "$T/skesk300.gpg-err"
+refused skesk300-bomb "S2K bomb" "$T/skesk300.gpg"
