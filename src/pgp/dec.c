@@ -7,15 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void record(int *err, char *detail, size_t len, int code, const char *fmt, va_list ap)
+{
+        if (!*err) {
+                *err = code;
+                vsnprintf(detail, len, fmt, ap);
+        }
+}
+
 int pgp_fail(struct pgp_dec *d, int code, const char *fmt, ...)
 {
-        if (!d->m.err) {
-                d->m.err = code;
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(d->m.detail, sizeof d->m.detail, fmt, ap);
-                va_end(ap);
-        }
+        va_list ap;
+        va_start(ap, fmt);
+        record(&d->m.err, d->m.detail, sizeof d->m.detail, code, fmt, ap);
+        va_end(ap);
         return d->m.err;
 }
 
@@ -23,14 +28,31 @@ int pgp_fail(struct pgp_dec *d, int code, const char *fmt, ...)
  * reaches the sink. */
 int pgp_inner_fail(struct pgp_dec *d, int code, const char *fmt, ...)
 {
-        if (!d->m.ierr) {
-                d->m.ierr = code;
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(d->m.idetail, sizeof d->m.idetail, fmt, ap);
-                va_end(ap);
-        }
+        va_list ap;
+        va_start(ap, fmt);
+        record(&d->m.ierr, d->m.idetail, sizeof d->m.idetail, code, fmt, ap);
+        va_end(ap);
         return code;
+}
+
+int pgp_gather_flush(struct pgp_dec *d, struct pgp_gather *g, pgp_take_fn take)
+{
+        size_t n = g->len;
+        g->len = 0;
+        return n ? take(d, g->buf, n) : 0;
+}
+
+int pgp_gather_put(struct pgp_dec *d, struct pgp_gather *g, const uint8_t *p, size_t n,
+                   pgp_take_fn take)
+{
+        int r;
+        if (n >= PGP_SMALL)
+                return (r = pgp_gather_flush(d, g, take)) ? r : take(d, p, n);
+        if (g->len + n > PGP_GATHER && (r = pgp_gather_flush(d, g, take)))
+                return r;
+        memcpy(g->buf + g->len, p, n);
+        g->len += n;
+        return 0;
 }
 
 EVP_CIPHER *pgp_cipher_get(struct pgp_dec *d, const struct pgp_cipher *ci)
@@ -57,15 +79,15 @@ int pgp_new(struct pgp_dec **out)
         /* Only the first slot is touched unless the MDC thread is on. */
         d->ptbuf = malloc((size_t)PGP_N_SLOTS * PGP_SLOT);
         d->zout = malloc(PGP_ZOUT);
-        d->gather = malloc(PGP_GATHER);
-        d->zgather = malloc(PGP_GATHER);
-        d->obuf = malloc(PGP_GATHER);
+        d->gc.buf = malloc(PGP_GATHER);
+        d->gz.buf = malloc(PGP_GATHER);
+        d->go.buf = malloc(PGP_GATHER);
         d->scratch = malloc(PGP_SCRATCH);
         d->cfb.ecb = EVP_CIPHER_CTX_new();
         d->mdc = EVP_MD_CTX_new();
         d->s2k = EVP_MD_CTX_new();
         d->sha1 = pgp_md_fetch(2);
-        if (!d->ptbuf || !d->zout || !d->gather || !d->zgather || !d->obuf || !d->scratch ||
+        if (!d->ptbuf || !d->zout || !d->gc.buf || !d->gz.buf || !d->go.buf || !d->scratch ||
             !d->cfb.ecb || !d->mdc || !d->s2k || !d->sha1 || decomp_new(&d->z)) {
                 pgp_free(d);
                 return PGP_ENOMEM;
@@ -85,9 +107,9 @@ void pgp_free(struct pgp_dec *d)
         explicit_bzero(&d->offer, sizeof d->offer);
         free(d->ptbuf);
         free(d->zout);
-        free(d->gather);
-        free(d->zgather);
-        free(d->obuf);
+        free(d->gc.buf);
+        free(d->gz.buf);
+        free(d->go.buf);
         free(d->scratch);
         decomp_free(d->z);
         EVP_CIPHER_CTX_free(d->cfb.ecb);
@@ -111,6 +133,7 @@ void pgp_reset(struct pgp_dec *d, const char *pass, size_t passlen, pgp_sink_fn 
         explicit_bzero(d->pass, sizeof d->pass);
         explicit_bzero(&d->m, sizeof d->m);
         explicit_bzero(&d->offer, sizeof d->offer);
+        d->gc.len = d->gz.len = d->go.len = 0;
         EVP_CIPHER_CTX_reset(d->cfb.ecb);
         d->sink = sink;
         d->sink_ctx = sink_ctx;

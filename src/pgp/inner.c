@@ -16,25 +16,10 @@ static int sink_write(struct pgp_dec *d, const uint8_t *p, size_t n)
         return 0;
 }
 
-static int out_flush(struct pgp_dec *d)
-{
-        size_t n = d->m.olen;
-        d->m.olen = 0;
-        return n ? sink_write(d, d->obuf, n) : 0;
-}
-
 static int out_put(struct pgp_dec *d, const uint8_t *p, size_t n)
 {
-        struct pgp_msg *m = &d->m;
-        int r;
-        m->out += n;
-        if (n >= PGP_SMALL)
-                return (r = out_flush(d)) ? r : sink_write(d, p, n);
-        if (m->olen + n > PGP_GATHER && (r = out_flush(d)))
-                return r;
-        memcpy(d->obuf + m->olen, p, n);
-        m->olen += n;
-        return 0;
+        d->m.out += n;
+        return pgp_gather_put(d, &d->go, p, n, sink_write);
 }
 
 static int lit_body(struct pgp_dec *d, const uint8_t *p, size_t n)
@@ -72,20 +57,13 @@ static int comp_inflate(struct pgp_dec *d, const uint8_t *p, size_t n)
         return 0;
 }
 
-static int comp_flush(struct pgp_dec *d)
-{
-        size_t n = d->m.zglen;
-        d->m.zglen = 0;
-        return n ? comp_inflate(d, d->zgather, n) : 0;
-}
-
 static int comp_end(struct pgp_dec *d)
 {
         struct pgp_msg *m = &d->m;
         int r;
         if (m->comp_algo < 0)
                 return pgp_inner_fail(d, PGP_ECORRUPT, "empty compressed data packet");
-        if (m->comp_algo && (r = comp_flush(d)) < 0)
+        if (m->comp_algo && (r = pgp_gather_flush(d, &d->gz, comp_inflate)) < 0)
                 return r;
         if (m->comp_algo && !m->comp_done)
                 return pgp_inner_fail(d, PGP_ECORRUPT, "compressed data ends early");
@@ -95,7 +73,6 @@ static int comp_end(struct pgp_dec *d)
 static int comp_body(struct pgp_dec *d, const uint8_t *p, size_t n)
 {
         struct pgp_msg *m = &d->m;
-        int r;
         if (m->comp_algo < 0) {
                 m->comp_algo = p[0];
                 if (m->comp_algo && decomp_start(d->z, m->comp_algo))
@@ -106,13 +83,7 @@ static int comp_body(struct pgp_dec *d, const uint8_t *p, size_t n)
         }
         if (!m->comp_algo)
                 return level_feed(d, &m->rz, &m->zkind, p, n, false);
-        if (n >= PGP_SMALL)
-                return (r = comp_flush(d)) < 0 ? r : comp_inflate(d, p, n);
-        if (m->zglen + n > PGP_GATHER && (r = comp_flush(d)) < 0)
-                return r;
-        memcpy(d->zgather + m->zglen, p, n);
-        m->zglen += n;
-        return 0;
+        return pgp_gather_put(d, &d->gz, p, n, comp_inflate);
 }
 
 static int pkt_start(struct pgp_dec *d, int tag, int *kind, bool outer)
@@ -204,5 +175,5 @@ int pgp_inner_end(struct pgp_dec *d)
                 pgp_inner_fail(d, PGP_ECORRUPT, "no literal data packet in the message");
         if (m->ierr)
                 return pgp_fail(d, m->ierr, "%s", m->idetail);
-        return out_flush(d);
+        return pgp_gather_flush(d, &d->go, sink_write);
 }

@@ -41,13 +41,6 @@ static int seipd_cipher(struct pgp_dec *d, const uint8_t *p, size_t n)
         return pgp_mdc_decrypt(d, p, n);
 }
 
-static int gather_flush(struct pgp_dec *d)
-{
-        size_t n = d->m.glen;
-        d->m.glen = 0;
-        return n ? seipd_cipher(d, d->gather, n) : 0;
-}
-
 /* Small pieces (a stream cut in tiny partial lengths) are gathered first, so CFB, the
  * MDC and the inner packets see runs of up to PGP_GATHER bytes. */
 static int seipd_body(struct pgp_dec *d, const uint8_t *p, size_t n)
@@ -62,20 +55,16 @@ static int seipd_body(struct pgp_dec *d, const uint8_t *p, size_t n)
         }
         /* The quick check is never gathered: whether the passphrase is wrong must not
          * depend on how the input was cut. */
-        if (n >= PGP_SMALL || !m->keyed)
-                return (r = gather_flush(d)) ? r : seipd_cipher(d, p, n);
-        if (m->glen + n > PGP_GATHER && (r = gather_flush(d)))
-                return r;
-        memcpy(d->gather + m->glen, p, n);
-        m->glen += n;
-        return 0;
+        if (!m->keyed)
+                return seipd_cipher(d, p, n);
+        return pgp_gather_put(d, &d->gc, p, n, seipd_cipher);
 }
 
 static int seipd_end(struct pgp_dec *d)
 {
         int r;
         d->m.seipd_done = true;
-        if ((r = gather_flush(d)) || (r = pgp_mdc_check(d)))
+        if ((r = pgp_gather_flush(d, &d->gc, seipd_cipher)) || (r = pgp_mdc_check(d)))
                 return r;
         return pgp_inner_end(d);
 }

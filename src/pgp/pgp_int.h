@@ -161,6 +161,15 @@ struct pgp_cand {
         uint8_t key[PGP_MAX_KEY];
 };
 
+/* Up to PGP_GATHER bytes of small pieces, held until the next large one, a full buffer
+ * or a flush hands them to `take` in one run. */
+struct pgp_dec;
+typedef int (*pgp_take_fn)(struct pgp_dec *d, const uint8_t *p, size_t n);
+struct pgp_gather {
+        uint8_t *buf;
+        size_t len;
+};
+
 /* Everything that belongs to one message; pgp_reset wipes it in one go. */
 struct pgp_msg {
         int err, ierr, sink_errno;
@@ -183,9 +192,6 @@ struct pgp_msg {
         /* mdc.c */
         size_t prefix_left, holdlen;
         uint8_t hold[PGP_MDC_LEN];
-        /* gathered small pieces: ciphertext (outer.c), compressed data and plaintext
-         * (inner.c), in the decryptor's gather, zgather and obuf */
-        size_t glen, zglen, olen;
         /* inner.c */
         int comp_algo; /* -1 until the packet's first byte arrives */
         bool comp_done, lit_seen;
@@ -212,7 +218,9 @@ struct pgp_hasher {
 
 struct pgp_dec {
         uint8_t *ptbuf; /* PGP_N_SLOTS slots: PGP_MDC_LEN of headroom, then PGP_SLICE */
-        uint8_t *zout, *gather, *zgather, *obuf;
+        uint8_t *zout;
+        /* small pieces of ciphertext (outer.c), compressed data and plaintext (inner.c) */
+        struct pgp_gather gc, gz, go;
         uint8_t *scratch;
         struct decomp *z;
         struct cfb cfb;
@@ -238,6 +246,10 @@ __attribute__((format(printf, 3, 4))) int pgp_fail(struct pgp_dec *d, int code, 
  * is the reason to give, not the garbage it decrypted to. Returns code. */
 __attribute__((format(printf, 3, 4))) int pgp_inner_fail(struct pgp_dec *d, int code,
                                                          const char *fmt, ...);
+/* A piece of PGP_SMALL bytes or more goes to take at once, after what was gathered. */
+int pgp_gather_put(struct pgp_dec *d, struct pgp_gather *g, const uint8_t *p, size_t n,
+                   pgp_take_fn take);
+int pgp_gather_flush(struct pgp_dec *d, struct pgp_gather *g, pgp_take_fn take);
 EVP_CIPHER *pgp_cipher_get(struct pgp_dec *d, const struct pgp_cipher *ci);
 EVP_MD *pgp_md_get(struct pgp_dec *d, int id);
 
