@@ -29,8 +29,9 @@ static const struct opt decrypt_opts[] = {
         "1, or 2: the MDC's SHA-1 on a second core (helps only where two cores really run at "
         "once).",
         .values = "1 2"),
-    OPT("feed-size", DEC_FEED, "SIZE", "4MiB",
-        "Feeds the decryptor in pieces of SIZE (tests: any chunking must decrypt the same)."),
+    OPT("feed-size", DEC_FEED, "SIZE", "128KiB",
+        "Feeds the decryptor in pieces of SIZE, at most 128KiB, the read size (tests: any "
+        "chunking must decrypt the same)."),
     {0},
 };
 
