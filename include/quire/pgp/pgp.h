@@ -65,16 +65,16 @@ int pgp_sink_errno(const struct pgp_dec *d);
 int pgp_set_mdc_thread(struct pgp_dec *d);
 
 /* ---- Keys ----
- * The iterated S2K costs ~40 ms of a core per key at gpg's default count (up to ~0.3 s
- * with a slow hash and a 32-byte key), so an event loop must never derive one inline.
+ * The iterated S2K costs ~35 ms of a core per key at gpg's default count (SHA-1; 0.4 s
+ * with RIPEMD-160 for a 32-byte key), so an event loop must never derive one inline.
  * A message may carry several symmetric-key packets (SKESK, one per passphrase it was
  * made for); each with S2K parameters of its own needs a derivation of its own. At most
  * PGP_MAX_DERIVE are derived per message: one more fails the message with PGP_ELIMIT
  * ("S2K bomb": hundreds of packets whose keys never unwrap would cost a core for
  * minutes). gpg itself derives only for the first packet; four still opens a message
  * made for a few passphrases (OpenPGP.js, Sequoia write one packet per passphrase) and
- * bounds a hostile one at 4 derivations. Packets with the same S2K parameters share one
- * derivation.
+ * bounds a hostile one at 4 derivations (at most ~1.6 s of a key thread). Packets with the same S2K
+ * parameters share one derivation.
  *
  * Deferred keys: after pgp_set_defer_keys(d, true) the decryptor never derives inline.
  * When it has read an SKESK whose key it does not hold, pgp_feed returns PGP_NEEDKEY,
@@ -85,9 +85,11 @@ int pgp_set_mdc_thread(struct pgp_dec *d);
  *     pgp_key_offer(d, &job);                    // back on the decryptor's thread
  *     explicit_bzero(&job, sizeof job);
  *     pgp_feed(d, buf + consumed, len - consumed);   // may stop again for the next one
- * Between PGP_NEEDKEY and the offer the caller keeps the unconsumed bytes (with
- * libcurl: return CURL_WRITEFUNC_PAUSE; the same buffer comes back after unpausing, of
- * which the first pgp_consumed bytes are already taken). A feed before the offer takes
+ * Between PGP_NEEDKEY and the offer the caller keeps the unconsumed bytes. With libcurl:
+ * return CURL_WRITEFUNC_PAUSE (nothing of that chunk taken); after unpausing, libcurl
+ * delivers the same data again, maybe cut differently, so count the bytes the callback
+ * has taken (`accepted`) and skip the first pgp_bytes_in(d) - accepted bytes of each
+ * chunk: those are inside the decryptor already. A feed before the offer takes
  * nothing and returns PGP_NEEDKEY again; a failed derivation (job.ready false) offered
  * makes the message fail. pgp_reset abandons a wait at any time. The mode survives
  * pgp_reset. Without it the decryptor derives inline (fine for `quire decrypt`).
