@@ -55,6 +55,21 @@ int pgp_gather_put(struct pgp_dec *d, struct pgp_gather *g, const uint8_t *p, si
         return 0;
 }
 
+int pgp_gather_more(struct pgp_dec *d, struct pgp_gather *g, pgp_take_fn take, struct pgp_rd *r,
+                    const uint8_t **p, size_t *n)
+{
+        while (g->len) {
+                size_t k = pgp_rd_copy(r, p, n, g->buf + g->len, PGP_GATHER - g->len);
+                g->len += k;
+                if (g->len < PGP_GATHER)
+                        return 0;
+                int e = pgp_gather_flush(d, g, take);
+                if (e)
+                        return e;
+        }
+        return 0;
+}
+
 EVP_CIPHER *pgp_cipher_get(struct pgp_dec *d, const struct pgp_cipher *ci)
 {
         if (!d->ciph[ci->id])

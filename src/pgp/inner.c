@@ -8,6 +8,7 @@
 
 static int sink_write(struct pgp_dec *d, const uint8_t *p, size_t n)
 {
+        d->m.out += n;
         int r = d->sink(d->sink_ctx, p, n);
         if (r < 0) {
                 d->m.sink_errno = -r;
@@ -18,7 +19,6 @@ static int sink_write(struct pgp_dec *d, const uint8_t *p, size_t n)
 
 static int out_put(struct pgp_dec *d, const uint8_t *p, size_t n)
 {
-        d->m.out += n;
         return pgp_gather_put(d, &d->go, p, n, sink_write);
 }
 
@@ -144,10 +144,10 @@ static int level_feed(struct pgp_dec *d, struct pgp_rd *r, int *kind, const uint
                         e = pkt_start(d, r->tag, kind, outer);
                 else if (e == PGP_RD_END)
                         e = pkt_end(d, kind);
-                else if (*kind == PGP_K_LIT)
-                        e = lit_body(d, b, bl);
-                else
-                        e = comp_body(d, b, bl);
+                else if (*kind == PGP_K_LIT && (e = lit_body(d, b, bl)) == 0)
+                        e = pgp_gather_more(d, &d->go, sink_write, r, &p, &n);
+                else if (*kind == PGP_K_COMP && (e = comp_body(d, b, bl)) == 0)
+                        e = pgp_gather_more(d, &d->gz, comp_inflate, r, &p, &n);
                 if (e < 0)
                         return e;
         }

@@ -171,8 +171,8 @@ int pgp_feed(struct pgp_dec *d, const uint8_t *p, size_t n)
                         r = outer_start(d, m->ro.tag);
                 else if (e == PGP_RD_END)
                         r = pgp_outer_end(d);
-                else
-                        r = outer_body(d, b, bl);
+                else if ((r = outer_body(d, b, bl)) == 0 && m->okind == PGP_K_SEIPD)
+                        r = pgp_gather_more(d, &d->gc, seipd_cipher, &m->ro, &p, &n);
                 if (r)
                         break;
         }

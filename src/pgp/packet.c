@@ -2,6 +2,8 @@
  * body lengths, and old-format "until the end" lengths, in any chunking. */
 #include "pgp_int.h"
 
+#include <string.h>
+
 enum { S_CTB, S_LEN, S_BODY };
 
 static uint32_t be32(const uint8_t *p)
@@ -84,6 +86,37 @@ int pgp_rd_step(struct pgp_rd *r, const uint8_t **p, size_t *n, const uint8_t **
                 if (e)
                         return e;
         }
+}
+
+size_t pgp_rd_copy(struct pgp_rd *r, const uint8_t **p, size_t *n, uint8_t *dst, size_t cap)
+{
+        size_t got = 0;
+        while (got < cap && *n) {
+                if (r->state == S_BODY && (r->indet || r->remain)) {
+                        size_t k = *n < cap - got ? *n : cap - got;
+                        if (!r->indet && k > r->remain)
+                                k = (size_t)r->remain;
+                        memcpy(dst + got, *p, k);
+                        got += k;
+                        *p += k;
+                        *n -= k;
+                        r->remain -= r->indet ? 0 : k;
+                        continue;
+                }
+                /* A one-octet partial or final length, followed by a small piece: what
+                 * rd_byte would do with it, inline. */
+                uint8_t b = **p;
+                if (r->state != S_BODY || !r->partial || (b >= 192 && b < 224) || b == 255)
+                        break;
+                uint64_t len = b < 192 ? b : (uint64_t)1 << (b & 0x1f);
+                if (len >= PGP_SMALL)
+                        break;
+                ++*p;
+                --*n;
+                r->remain = len;
+                r->partial = b >= 224;
+        }
+        return got;
 }
 
 int pgp_rd_eof(const struct pgp_rd *r)

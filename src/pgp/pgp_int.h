@@ -61,6 +61,11 @@ struct pgp_rd {
  * holds the new packet's tag), RD_BODY (body, blen: the next piece of its body), RD_END
  * (the packet ended) or -1 (a byte that is no packet header, the one before p). */
 int pgp_rd_step(struct pgp_rd *r, const uint8_t **p, size_t *n, const uint8_t **body, size_t *blen);
+/* Copies the current packet's body from (p, n) into dst, at most cap bytes, through
+ * one-octet partial lengths of pieces under PGP_SMALL: the tight loop for a stream cut in
+ * tiny pieces. Stops where pgp_rd_step must take over (an end, a longer header, a large
+ * piece); returns the bytes copied. */
+size_t pgp_rd_copy(struct pgp_rd *r, const uint8_t **p, size_t *n, uint8_t *dst, size_t cap);
 /* At the end of the data around it: 0 between packets, 1 inside a packet whose length
  * is "until the end" (which now ends), -1 inside any other packet. */
 int pgp_rd_eof(const struct pgp_rd *r);
@@ -250,6 +255,10 @@ __attribute__((format(printf, 3, 4))) int pgp_inner_fail(struct pgp_dec *d, int 
 int pgp_gather_put(struct pgp_dec *d, struct pgp_gather *g, const uint8_t *p, size_t n,
                    pgp_take_fn take);
 int pgp_gather_flush(struct pgp_dec *d, struct pgp_gather *g, pgp_take_fn take);
+/* After a small piece went into g: the packet's next small pieces follow it there, read
+ * by pgp_rd_copy from (p, n). */
+int pgp_gather_more(struct pgp_dec *d, struct pgp_gather *g, pgp_take_fn take, struct pgp_rd *r,
+                    const uint8_t **p, size_t *n);
 EVP_CIPHER *pgp_cipher_get(struct pgp_dec *d, const struct pgp_cipher *ci);
 EVP_MD *pgp_md_get(struct pgp_dec *d, int id);
 
