@@ -231,11 +231,11 @@ static void expect_plain(const struct run *r)
         assert_memory_equal(r->out.p, plain, sizeof plain - 1);
 }
 
-/* gpg's exit status on msg, or -1 when gpg is not installed. */
+/* gpg's exit status on msg; gpg is a test dependency (tools/deps.sh installs it). */
 static int gpg_verdict(const struct buf *msg, struct buf *out)
 {
         if (system("gpg --version >/dev/null 2>&1"))
-                return -1;
+                fail_msg("gpg is not installed: it judges the crafted messages");
         char dir[] = "/tmp/quire-test-keys.XXXXXX";
         assert_non_null(mkdtemp(dir));
         char path[256], cmd[1024];
@@ -289,12 +289,9 @@ static void test_one_skesk(void **state)
                 free(def.out.p);
         }
         struct buf g = {0};
-        int v = gpg_verdict(&msg, &g);
-        if (v >= 0) {
-                assert_int_equal(v, 0);
-                assert_int_equal(g.len, sizeof plain - 1);
-                assert_memory_equal(g.p, plain, g.len);
-        }
+        assert_int_equal(gpg_verdict(&msg, &g), 0);
+        assert_int_equal(g.len, sizeof plain - 1);
+        assert_memory_equal(g.p, plain, g.len);
         free(g.p);
         free(msg.p);
 }
@@ -307,10 +304,8 @@ static void test_two_skesks(void **state)
         expect_plain(&inl);
         expect_plain(&def);
         assert_int_equal(def.asked, 2);
-        int v = gpg_verdict(&msg, &g);
-        if (v == 0)
-                assert_memory_equal(g.p, plain, sizeof plain - 1);
-        print_message("gpg on 2 SKESKs, the right one last: exit %d\n", v);
+        /* gpg tries the first packet only ("Bad session key"): quire is more lenient. */
+        assert_int_equal(gpg_verdict(&msg, &g), 2);
         free(inl.out.p);
         free(def.out.p);
         free(g.p);
@@ -329,10 +324,7 @@ static void test_bound(void **state)
         assert_int_equal(b.asked, PGP_MAX_DERIVE);
         assert_int_equal(b.out.len, 0);
         assert_int_equal(c.rc, PGP_ELIMIT);
-        int v = gpg_verdict(&many, &g);
-        if (v >= 0)
-                assert_int_not_equal(v, 0); /* gpg refuses it too */
-        print_message("gpg on 300 SKESKs, the right one last: exit %d\n", v);
+        assert_int_equal(gpg_verdict(&many, &g), 2); /* gpg refuses it too */
         free(a.out.p);
         free(b.out.p);
         free(c.out.p);
