@@ -186,16 +186,15 @@ int pgp_finish(struct pgp_dec *d)
         struct pgp_msg *m = &d->m;
         if (m->err)
                 return m->err;
-        int e = m->want_key ? pgp_key_resume(d) : 0;
-        if (e)
-                return e;
+        /* A packet waiting for its key has no encrypted data after it: the checks below
+         * call that truncated, with or without the key. */
         if (!m->any_packet)
                 return pgp_fail(d, PGP_ENOTPGP, "not an OpenPGP message (empty input)");
-        e = pgp_rd_eof(&m->ro);
+        int e = pgp_rd_eof(&m->ro);
         if (e < 0)
                 return pgp_fail(d, PGP_ETRUNC, "input ends inside a packet (tag %d): truncated",
                                 m->ro.tag);
-        if (e > 0 && (e = pgp_outer_end(d)))
+        if (e > 0 && (e = pgp_outer_end(d)) < 0)
                 return e;
         if (!m->seipd_done && m->saw_pkesk && !m->saw_skesk)
                 return pgp_fail(d, PGP_EPUBKEY, "encrypted to a public key only, not a passphrase");

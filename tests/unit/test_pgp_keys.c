@@ -365,12 +365,14 @@ static void test_deferred_edges(void **state)
         struct pgp_key_job job;
         assert_int_equal(pgp_new(&d), 0);
         pgp_set_defer_keys(d, true);
-        /* The SKESK alone, then finish before any offer: still waiting. */
+        /* The SKESK alone, then the end before any offer: a truncated message. */
         pgp_reset(d, pass, strlen(pass), collect, &out);
         assert_int_equal(pgp_feed(d, msg.p, 2 + 13 + 17), PGP_NEEDKEY);
         assert_int_equal(pgp_consumed(d), 2 + 13 + 17);
-        assert_int_equal(pgp_finish(d), PGP_NEEDKEY);
+        assert_int_equal(pgp_finish(d), PGP_ETRUNC);
         /* A derivation that failed, offered, fails the message. */
+        pgp_reset(d, pass, strlen(pass), collect, &out);
+        assert_int_equal(pgp_feed(d, msg.p, msg.len), PGP_NEEDKEY);
         pgp_key_wanted(d, &job);
         job.ready = false;
         pgp_key_offer(d, &job);

@@ -49,8 +49,8 @@ void pgp_reset(struct pgp_dec *d, const char *pass, size_t passlen, pgp_sink_fn 
  * with deferred keys) or a PGP_E* code. */
 int pgp_feed(struct pgp_dec *d, const uint8_t *buf, size_t len);
 
-/* Ends the message: 0 only when every packet was complete and the MDC matched
- * (PGP_NEEDKEY when a key asked for was not offered yet). */
+/* Ends the message: 0 only when every packet was complete and the MDC matched (a key
+ * still asked for means the input ended before the encrypted data: PGP_ETRUNC). */
 int pgp_finish(struct pgp_dec *d);
 
 const char *pgp_strerror(int err);
