@@ -58,9 +58,8 @@ struct book {
         char etag[SOURCE_ETAG_MAX];
         /* the key, derived beside the loop */
         struct key_req key;
-        bool key_tried; /* the first bytes were looked at for an S2K */
-        bool key_out;   /* the pool owns key */
-        bool key_wait;  /* the source is paused until the key is back */
+        bool key_out;  /* the pool owns key */
+        bool key_wait; /* the source is paused until the key is back */
         /* destination */
         struct sink_slot *snk;
         struct lookup lookup;
@@ -338,17 +337,16 @@ static int on_plaintext(void *ctx, const uint8_t *p, size_t n)
         return stage_write(&b->stage, p, n);
 }
 
-/* The first bytes of a message name its S2K: when they do, the key is derived by the
- * key pool while this worker serves its other transfers, and the bytes wait. */
-static bool key_beside(struct book *b, const uint8_t *p, size_t n)
+/* The decryptor stopped at a symmetric-key packet whose key it needs: the key pool
+ * derives it while this worker serves its other transfers, and the rest of the bytes
+ * wait at the source (the decryptor never derives on the loop: a message that asks for
+ * more than PGP_MAX_DERIVE keys fails). */
+static void key_ask(struct book *b)
 {
-        b->key_tried = true;
-        if (!b->r->keypool || pgp_key_peek(p, n, &b->key.job) < 0)
-                return false; /* the decryptor derives it inline */
+        pgp_key_wanted(b->dec, &b->key.job);
         b->key_out = b->key_wait = true;
         b->w->keys_out++;
         keypool_submit(b->r->keypool, &b->key, &b->w->key_done);
-        return true;
 }
 
 /* The source sent the whole body again instead of the rest (no ranges, or the object
@@ -372,7 +370,6 @@ static int restart_body(struct book *b)
         b->resumed_bytes -= b->fed < b->resumed_bytes ? b->fed : b->resumed_bytes;
         b->fed = 0;
         b->first_byte = -1;
-        b->key_tried = false;
         return 0;
 }
 
@@ -396,7 +393,7 @@ static int on_src_data(void *owner, uint64_t off, const uint8_t *p, size_t n)
         assert(off <= b->fed);
         p += b->fed - off;
         n -= (size_t)(b->fed - off);
-        if (b->key_wait || (!b->key_tried && key_beside(b, p, n)))
+        if (b->key_wait)
                 return SOURCE_PAUSE; /* handed over again once the key is back */
         size_t need = n + STAGING_SLACK;
         if (need > STAGE_BUFS * STAGE_BUF_SIZE)
@@ -408,11 +405,16 @@ static int on_src_data(void *owner, uint64_t off, const uint8_t *p, size_t n)
                 b->room_need = need;
                 return SOURCE_PAUSE;
         }
-        atomic_fetch_add(&b->r->stats.bytes_in, n);
+        int rc = pgp_feed(b->dec, p, n);
+        size_t took = rc == PGP_NEEDKEY ? pgp_consumed(b->dec) : n;
+        atomic_fetch_add(&b->r->stats.bytes_in, took);
         if (b->fed == 0 && n)
                 b->first_byte = p[0];
-        b->fed += n;
-        int rc = pgp_feed(b->dec, p, n);
+        b->fed += took;
+        if (rc == PGP_NEEDKEY) {
+                key_ask(b);
+                return SOURCE_PAUSE; /* the source keeps the rest; fed says what was taken */
+        }
         if (rc) {
                 b->feed_error = rc;
                 return rc;
@@ -555,7 +557,6 @@ static void fetch_begin(struct book *b)
         b->feed_error = 0;
         b->first_byte = -1;
         b->room_wait = false;
-        b->key_tried = false;
         int err = stage_open(&b->stage, b->item.barcode);
         if (err) {
                 release_download(b);
@@ -737,6 +738,8 @@ int book_new(struct book **out, struct worker *w)
         b->timer.fn = on_backoff_done;
         static const struct source_events events = {.data = on_src_data, .done = on_src_done};
         int err = pgp_new(&b->dec) < 0 ? -ENOMEM : 0;
+        if (!err)
+                pgp_set_defer_keys(b->dec, true); /* every S2K beside the loop */
         if (!err)
                 err = digest_init(&b->digest, b->r->sink->part_size);
         if (!err)

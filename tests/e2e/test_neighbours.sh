@@ -235,3 +235,25 @@ if [ "$rc" -eq 1 ] && grep -q $'\tBOMB0001\tfailed\t.*larger than the --max-book
 else
 	fail "bomb" "rc=$rc; $(cat "$T/bomb.err")"
 fi
+
+# --- an S2K bomb in a run (14.5): the book fails alone, the worker's other books go on -----
+printf '%s' "$(cat "$PASSFILE")" >"$T/bomb-pass"
+head -c 200000 /dev/urandom >"$T/s2k-plain"
+mkdir -p "$T/s2k-src"
+if python3 "$ROOT/tests/e2e/craftpgp.py" skesks 300 "$(cat "$T/bomb-pass")" "$T/s2k-plain" \
+	"$T/s2k-src/S2KB0001.tar.gz.gpg"; then
+	cp "$T/src/TEST0003.tar.gz.gpg" "$T/src/TEST0004.tar.gz.gpg" "$T/s2k-src/"
+	printf 'S2KB0001\nTEST0003\nTEST0004\n' >"$T/s2k.txt"
+	"$QUIRE" run --dest "$T/s2k" --passphrase-file "$PASSFILE" --journal "$T/s2k.journal" \
+		--source "$T/s2k-src/{barcode}.tar.gz.gpg" --threads 1 "$T/s2k.txt" 2>"$T/s2k.err"
+	rc=$?
+	if [ "$rc" -eq 1 ] && grep -q $'\tS2KB0001\tfailed\t.*S2K bomb' "$T/s2k.journal" &&
+		cmp -s "$T/plain/TEST0003.tar.gz" "$T/s2k/TEST0003.tar.gz" &&
+		cmp -s "$T/plain/TEST0004.tar.gz" "$T/s2k/TEST0004.tar.gz"; then
+		pass "an S2K bomb (300 key packets) fails alone after 4 derivations; the other books delivered"
+	else
+		fail "S2K bomb in a run" "rc=$rc; $(cat "$T/s2k.err")"
+	fi
+else
+	fail "S2K bomb in a run" "craftpgp.py could not make the message"
+fi
