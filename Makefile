@@ -7,14 +7,16 @@ BUILD    ?= build
 SAN      ?=
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
+XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
 QCFLAGS  := $(CFLAGS) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-            -D_GNU_SOURCE -Iinclude $(SAN) -MMD -MP
-LDLIBS   := -luring -lcurl -lcrypto -lz -lbz2 -ljansson -lpthread
+            -D_GNU_SOURCE -Iinclude $(XML_CFLAGS) $(SAN) -MMD -MP
+LDLIBS   := -luring -lcurl -lcrypto -lz -lbz2 -ljansson -larchive \
+            $(shell pkg-config --libs libxml-2.0 2>/dev/null || echo -lxml2) -lpthread
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
 # Layers, lowest first: a layer may include its own headers and those of the layers
 # below it, never above (make check-layers). cli is the program, not part of libquire.a.
-LAYERS   := base pgp engine io
+LAYERS   := base pgp contents engine io
 LIB_SRC  := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c src/$(l)/*/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(wildcard src/cli/*.c)
@@ -31,7 +33,9 @@ $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(QCFLAGS) -DQUIRE_VERSION='"$(VERSION)"' -c -o $@ $<
 
+# Made anew each time: ar would keep the objects of source files that are gone.
 $(BUILD)/libquire.a: $(LIB_OBJ)
+	@rm -f $@
 	$(AR) rcs $@ $^
 
 $(BUILD)/quire: $(CLI_OBJ) $(BUILD)/libquire.a
@@ -52,9 +56,11 @@ $(BUILD)/helpers/%: tests/helpers/%.c
 	$(CC) $(QCFLAGS) -o $@ $<
 helpers: $(HELPER_BIN)
 
-# Runs every unit test binary; each takes the test fixtures directory as $QUIRE_FIXTURES.
+# Runs every unit test binary, each under a deadline (UNIT_TIMEOUT seconds, 300), and
+# prints one summary line from cmocka's counts. Fixtures: tests/fuzz/corpus or
+# $QUIRE_FIXTURES.
 check-unit: $(UNIT_BIN) $(BUILD)/quire
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@tests/unit/run.sh $(UNIT_BIN)
 
 deps:
 	@tools/deps.sh
@@ -84,19 +90,38 @@ ASAN_VARS := BUILD=build/asan OPT=-O1 \
 asan:
 	$(MAKE) $(ASAN_VARS) all unit
 
-# The queue's stress test, and the whole engine on one end-to-end suite, under TSan.
+# Under TSan: the unit tests that run threads, and the whole engine on the end-to-end
+# suites that drive its threads hardest (signals and abort, the key pool at gpg's default
+# S2K, S3 multipart). Each list chooses; TSan runs everything 5-15x slower, so a suite
+# gets twice the usual deadline.
+TSAN_UNIT ?= test_mpmc test_loop
+TSAN_E2E  ?= tests/e2e/test_run.sh tests/e2e/test_signals.sh tests/e2e/test_keypool.sh \
+	tests/e2e/test_s3.sh
 tsan:
-	$(MAKE) BUILD=build/tsan CC=clang SAN='-fsanitize=thread' OPT=-O1 build/tsan/tests/test_mpmc \
-		build/tsan/quire
-	TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/test_mpmc
+	$(MAKE) BUILD=build/tsan CC=clang SAN='-fsanitize=thread' OPT=-O1 \
+		$(TSAN_UNIT:%=build/tsan/tests/%) build/tsan/quire
+	TSAN_OPTIONS=halt_on_error=1 UNIT_NAME=tsan tests/unit/run.sh $(TSAN_UNIT:%=build/tsan/tests/%)
 	$(MAKE) helpers
-	TSAN_OPTIONS=halt_on_error=1 tests/e2e/run.sh build/tsan/quire tests/e2e/test_run.sh
+	TSAN_OPTIONS=halt_on_error=1 E2E_NAME=tsan E2E_TIMEOUT=$${E2E_TIMEOUT:-600} \
+		tests/e2e/run.sh build/tsan/quire $(TSAN_E2E)
 
 FUZZ_SECONDS ?= 60
-fuzz: $(BUILD)/fuzz_pgp
+CONTENTS_FUZZ_SECONDS ?= 45
+fuzz: $(BUILD)/fuzz_pgp $(BUILD)/fuzz_contents
 	@mkdir -p $(BUILD)/fuzz-corpus
 	$(BUILD)/fuzz_pgp -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
 		-print_final_stats=1 $(BUILD)/fuzz-corpus tests/fuzz/corpus
+	@mkdir -p $(BUILD)/fuzz-contents-corpus
+	tests/fuzz/mkseeds_contents $(BUILD)/fuzz-contents-seeds
+	$(BUILD)/fuzz_contents -max_total_time=$(CONTENTS_FUZZ_SECONDS) -max_len=131072 \
+		-rss_limit_mb=2048 -print_final_stats=1 $(BUILD)/fuzz-contents-corpus \
+		$(BUILD)/fuzz-contents-seeds
+
+# The contents harness needs only the contents layer (and base below it).
+$(BUILD)/fuzz_contents: tests/fuzz/fuzz_contents.c $(wildcard src/contents/*.c src/base/*.c)
+	@mkdir -p $(dir $@)
+	clang -O1 -g -std=gnu11 -D_GNU_SOURCE -Iinclude $(XML_CFLAGS) -fsanitize=fuzzer,address,undefined \
+		-o $@ $(filter %.c,$^) $(LDLIBS)
 
 # The harness needs only the decryptor.
 FUZZ_SRC := $(wildcard src/pgp/*.c src/base/*.c)
@@ -118,7 +143,8 @@ lint: check-layers
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 		--suppress=missingIncludeSystem -Iinclude -D_GNU_SOURCE src
 
-# End-to-end suites: real nginx, gpg, s3rver; run against the ASan+UBSan build.
+# End-to-end suites: real nginx, gpg, s3rver; run against the ASan+UBSan build, each under
+# a deadline (E2E_TIMEOUT seconds, 300; see tests/e2e/run.sh).
 E2E ?= $(wildcard tests/e2e/test_*.sh)
 e2e: asan
 	$(MAKE) helpers

@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential pkg-config liburing-dev libcurl4-openssl-dev libssl-dev zlib1g-dev
-      libbz2-dev libcmocka-dev libjansson-dev gnupg clang libclang-rt-14-dev clang-format
-      cppcheck nginx-light openssl python3 curl gnuplot-nox time
+      libbz2-dev libcmocka-dev libjansson-dev libarchive-dev libxml2-dev gnupg clang libclang-rt-14-dev clang-format
+      cppcheck nginx-light openssl python3 curl gnuplot-nox time strace
       scdoc man-db bsdextrautils python3-prometheus-client)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -106,7 +107,13 @@ char *read_passphrase(const char *path, size_t *len)
                         return NULL;
                 }
                 *len = strlen(env);
-                return strdup(env);
+                char *copy = strdup(env);
+                /* The variable's bytes are what /proc/PID/environ shows for the whole run:
+                 * drop it from the environment, then wipe "NAME=value" where it lies. */
+                char *entry = (char *)env - strlen("QUIRE_PASSPHRASE=");
+                unsetenv("QUIRE_PASSPHRASE");
+                explicit_bzero(entry, strlen(entry));
+                return copy;
         }
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
@@ -160,10 +167,61 @@ int remove_quire_parts(const char *dir)
         return removed;
 }
 
+int secrets_protect(bool allow_core_dumps)
+{
+        /* A crash must not write the passphrase or a token to disk; not dumpable also
+         * keeps other processes of this user from reading this one's memory. */
+        if (!allow_core_dumps && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                return -errno;
+        return 0;
+}
+
+void std_fds_guard(void)
+{
+        /* Started with 0, 1 or 2 closed, the next open() would take that number: the
+         * journal would become fd 2 and receive the log lines. */
+        int fd;
+        while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2)
+                ;
+        if (fd > 2)
+                close(fd);
+}
+
 void free_secret(char *s)
 {
         if (s) {
                 explicit_bzero(s, strlen(s));
                 free(s);
         }
+}
+
+int util_write_all(int fd, const void *buf, size_t n)
+{
+        const char *p = buf;
+        while (n) {
+                ssize_t w = write(fd, p, n);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        return w < 0 ? -errno : -EIO;
+                p += w;
+                n -= (size_t)w;
+        }
+        return 0;
+}
+
+int util_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
+{
+        const char *p = buf;
+        while (n) {
+                ssize_t w = pwrite(fd, p, n, (off_t)off);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        return w < 0 ? -errno : -EIO;
+                p += w;
+                n -= (size_t)w;
+                off += (uint64_t)w;
+        }
+        return 0;
 }

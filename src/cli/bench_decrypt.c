@@ -2,11 +2,8 @@
  * EVP CFB path it replaces. Builds its own message (SKESK + SEIPD with MDC, the shape
  * `gpg --symmetric` writes for an already-compressed file), so it needs no gpg. */
 #include "cmds.h"
-#include "quire/pgp/pgp.h"
+#include "quire/pgp/pgp_bench.h"
 #include "quire/base/util.h"
-
-#include "../pgp/pgp_int.h"
-#include "../pgp/sha1x.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,106 +33,13 @@ const struct cmd_spec bench_decrypt_spec = {
 
 static const char pass[] = "quire bench";
 
-struct msgbuf {
-        uint8_t *p;
-        size_t len, body_off; /* body_off: first ciphertext byte of the SEIPD */
-        const struct pgp_cipher *ci;
-        uint8_t key[PGP_MAX_KEY];
-};
-
-static size_t put_len5(uint8_t *p, uint8_t ctb, uint64_t len)
-{
-        p[0] = ctb;
-        p[1] = 0xff;
-        for (int i = 0; i < 4; i++)
-                p[2 + i] = (uint8_t)(len >> (24 - 8 * i));
-        return 6;
-}
-
-static void fill(uint8_t *p, size_t n)
-{
-        uint64_t x = 0x9e3779b97f4a7c15u;
-        for (size_t i = 0; i + 8 <= n; i += 8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                memcpy(p + i, &x, 8);
-        }
-}
-
-static EVP_CIPHER *cfb_cipher(const struct pgp_cipher *ci)
-{
-        char name[32];
-        snprintf(name, sizeof name, "%.*s-CFB", (int)strlen(ci->evp) - 4, ci->evp);
-        struct pgp_cipher c = *ci;
-        c.evp = name;
-        return pgp_cipher_fetch(&c);
-}
-
-/* SKESK (iterated S2K, SHA-1, 65536 bytes) + SEIPD{prefix, literal, MDC}, encrypted with
- * EVP's CFB, which is OpenPGP's CFB for SEIPD. */
-static int build(struct msgbuf *m, int algo, size_t size)
-{
-        m->ci = pgp_cipher_by_id(algo);
-        EVP_CIPHER *ecb = m->ci ? pgp_cipher_fetch(m->ci) : NULL;
-        if (!ecb)
-                return -1;
-        EVP_CIPHER_free(ecb);
-        unsigned bs = m->ci->blklen;
-        size_t lit = 6 + size, plain = bs + 2 + 6 + lit + 22;
-        m->p = malloc(16 + 7 + plain);
-        if (!m->p)
-                return -1;
-        uint8_t *p = m->p;
-        size_t o = 0;
-        struct pgp_s2k s = {.type = 3, .hash = 2, .salt = "saltsalt", .count = 65536};
-        uint8_t sk[] = {0x8c, 13,  4,   (uint8_t)algo, 3,   2,   's', 'a',
-                        'l',  't', 's', 'a',           'l', 't', 96};
-        memcpy(p, sk, sizeof sk);
-        o += sizeof sk;
-        o += put_len5(p + o, 0xd2, 1 + plain);
-        p[o++] = 1;
-        m->body_off = o;
-        uint8_t *pt = p + o;
-        fill(pt, bs);
-        pt[bs] = pt[bs - 2];
-        pt[bs + 1] = pt[bs - 1];
-        size_t q = bs + 2 + put_len5(pt + bs + 2, 0xcb, lit);
-        memcpy(pt + q, "b\0\0\0\0\0", 6);
-        fill(pt + q + 6, size);
-        q += lit;
-        pt[q++] = 0xd3;
-        pt[q++] = 0x14;
-        EVP_MD *sha1 = pgp_md_fetch(2), *md = pgp_md_fetch(2);
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        EVP_CIPHER *cfb = cfb_cipher(m->ci);
-        EVP_CIPHER_CTX *cc = EVP_CIPHER_CTX_new();
-        uint8_t *scratch = malloc(1 << 16), zero[16] = {0};
-        int outl, rc = -1;
-        if (sha1 && md && ctx && cfb && cc && scratch &&
-            !pgp_s2k_derive(&s, md, ctx, scratch, 1 << 16, (const uint8_t *)pass, strlen(pass),
-                            m->key, m->ci->keylen, 0) &&
-            EVP_Digest(pt, q, pt + q, NULL, sha1, NULL) &&
-            EVP_EncryptInit_ex2(cc, cfb, m->key, zero, NULL) &&
-            EVP_EncryptUpdate(cc, pt, &outl, pt, (int)(q + 20)))
-                rc = 0;
-        m->len = o + q + 20;
-        EVP_MD_free(sha1);
-        EVP_MD_free(md);
-        EVP_MD_CTX_free(ctx);
-        EVP_CIPHER_free(cfb);
-        EVP_CIPHER_CTX_free(cc);
-        free(scratch);
-        return rc;
-}
-
 static int count_sink(void *ctx, const uint8_t *buf, size_t len)
 {
         *(uint64_t *)ctx += len;
         return 0;
 }
 
-static double run_quire(struct pgp_dec *d, const struct msgbuf *m, size_t chunk, int *err)
+static double run_quire(struct pgp_dec *d, const struct pgp_bench_msg *m, size_t chunk, int *err)
 {
         uint64_t got = 0;
         uint64_t t0 = now_ns();
@@ -151,16 +55,16 @@ static double run_quire(struct pgp_dec *d, const struct msgbuf *m, size_t chunk,
 
 /* What quire replaces: EVP's CFB, one block after the other, then SHA-1 over the result.
  * mode 0: CFB + SHA-1, 1: CFB alone, 2: ECB alone, 3: SHA-1 alone. */
-static double run_evp(const struct msgbuf *m, size_t chunk, uint8_t *out, int mode)
+static double run_evp(const struct pgp_bench_msg *m, size_t chunk, uint8_t *out, int mode)
 {
-        EVP_CIPHER *cfb = mode == 2 ? pgp_cipher_fetch(m->ci) : cfb_cipher(m->ci);
+        EVP_CIPHER *cfb = pgp_bench_cipher(m->cipher, mode != 2);
         EVP_CIPHER_CTX *cc = EVP_CIPHER_CTX_new();
-        EVP_MD *sha1 = pgp_md_fetch(2);
+        EVP_MD *sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
         EVP_MD_CTX *md = EVP_MD_CTX_new();
         uint8_t zero[16] = {0}, dg[20];
         const uint8_t *c = m->p + m->body_off;
         size_t n = m->len - m->body_off;
-        n -= mode == 2 ? n % m->ci->blklen : 0;
+        n -= mode == 2 ? n % m->blklen : 0;
         uint64_t t0 = now_ns();
         EVP_CipherInit_ex2(cc, cfb, m->key, mode == 2 ? NULL : zero, mode == 2, NULL);
         EVP_CIPHER_CTX_set_padding(cc, 0);
@@ -206,21 +110,22 @@ static int set_option(void *ctx, int key, const char *arg)
  * iterated S2K, SHA-1, count 65011712, a 32-byte AES-256 key (two hash streams). */
 static double s2k_ms(unsigned rounds)
 {
-        static uint8_t scratch[64 * 1024];
-        struct pgp_s2k s = {.type = 3, .hash = 2, .count = 65011712};
-        memcpy(s.salt, "saltsalt", 8);
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        uint8_t key[32];
+        struct pgp_key_job job = {.s2k_type = 3,
+                                  .hash = 2,
+                                  .cipher = 9,
+                                  .keylen = 32,
+                                  .salt = "saltsalt",
+                                  .count = 65011712};
         double best = 1e300;
-        for (unsigned r = 0; r <= rounds && ctx; r++) {
+        for (unsigned r = 0; r <= rounds; r++) {
                 uint64_t t0 = now_ns();
-                pgp_s2k_derive(&s, EVP_sha1(), ctx, scratch, sizeof scratch, (const uint8_t *)pass,
-                               sizeof pass - 1, key, sizeof key, 0);
+                if (pgp_key_derive(&job, pass, sizeof pass - 1))
+                        return -1;
                 double ms = (double)(now_ns() - t0) / 1e6;
                 if (r && ms < best)
                         best = ms;
         }
-        EVP_MD_CTX_free(ctx);
+        explicit_bzero(&job, sizeof job);
         return best;
 }
 
@@ -235,11 +140,11 @@ int bench_decrypt(int argc, char **argv)
         int next = opts_parse(&bench_decrypt_spec, argc, argv, set_option, &o);
         if (next < 0)
                 return opts_exit_status(next);
-        struct msgbuf m = {0};
+        struct pgp_bench_msg m = {0};
         struct pgp_dec *d = NULL, *d2 = NULL;
         uint8_t *out = malloc(o.chunk);
-        if (!out || build(&m, (int)o.cipher, o.size) || pgp_new(&d) || pgp_new(&d2) ||
-            pgp_set_mdc_thread(d2)) {
+        if (!out || pgp_bench_build(&m, (int)o.cipher, o.size, pass) || pgp_new(&d) ||
+            pgp_new(&d2) || pgp_set_mdc_thread(d2)) {
                 fprintf(stderr, "quire: bench decrypt: cannot set up (cipher %d)\n", (int)o.cipher);
                 return 1;
         }
@@ -259,7 +164,7 @@ int bench_decrypt(int argc, char **argv)
                 return 1;
         }
         uint64_t n = m.len - m.body_off;
-        printf("decrypt %s, %.0f MiB message, %.0f KiB chunks, best of %d:\n", m.ci->name,
+        printf("decrypt %s, %.0f MiB message, %.0f KiB chunks, best of %d:\n", m.name,
                (double)m.len / 1048576, (double)o.chunk / 1024, (int)o.rounds);
         printf("  quire (ECB keystream + XOR + SHA-1 MDC, packets): %.2f GB/s\n", gbps(n, best[0]));
         printf("  quire, MDC SHA-1 on a second thread (quire decrypt): %.2f GB/s\n",
@@ -268,14 +173,14 @@ int bench_decrypt(int argc, char **argv)
         printf("  parts: EVP CFB alone %.2f, ECB alone %.2f, SHA-1 alone %.2f GB/s\n",
                gbps(n, best[2]), gbps(n, best[3]), gbps(n, best[4]));
         double fast = s2k_ms(3);
-        sha1x_force_off(true);
+        pgp_bench_sha_ni(false);
         double evp = s2k_ms(3);
-        sha1x_force_off(false);
+        pgp_bench_sha_ni(true);
         printf("S2K per book (SHA-1, count 65011712, AES-256 key: two streams), best of 3:\n");
         printf("  quire: %.1f ms (EVP SHA-1 streams one after the other: %.1f ms)\n", fast, evp);
         pgp_free(d);
         pgp_free(d2);
-        free(m.p);
+        pgp_bench_free(&m);
         free(out);
         return 0;
 }

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define READ_BUF (4u << 20)
+#define READ_BUF (128u << 10)
 
 enum { DEC_OUT = 'o', DEC_PASSFILE = 256, DEC_THREADS, DEC_FEED };
 
@@ -29,8 +29,9 @@ static const struct opt decrypt_opts[] = {
         "1, or 2: the MDC's SHA-1 on a second core (helps only where two cores really run at "
         "once).",
         .values = "1 2"),
-    OPT("feed-size", DEC_FEED, "SIZE", "4MiB",
-        "Feeds the decryptor in pieces of SIZE (tests: any chunking must decrypt the same)."),
+    OPT("feed-size", DEC_FEED, "SIZE", "128KiB",
+        "Feeds the decryptor in pieces of SIZE, at most 128KiB, the read size (tests: any "
+        "chunking must decrypt the same)."),
     {0},
 };
 
@@ -51,6 +52,7 @@ struct out {
         const char *path; /* NULL: stdout */
         bool tmpfile;     /* fd is an O_TMPFILE to link as path once verified */
         char tmpname[PATH_MAX];
+        char dir[PATH_MAX]; /* holding path, synced once the name is in place */
 };
 
 static int write_all(void *ctx, const uint8_t *p, size_t n)
@@ -89,6 +91,7 @@ static int out_open(struct out *o, const char *path)
         snprintf(dirbuf, sizeof dirbuf, "%s", path);
         snprintf(basebuf, sizeof basebuf, "%s", path);
         const char *dir = dirname(dirbuf);
+        snprintf(o->dir, sizeof o->dir, "%s", dir);
         o->fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
         if (o->fd >= 0) {
                 o->tmpfile = true;
@@ -123,14 +126,32 @@ static int link_tmpfile(struct out *o)
         return -EEXIST;
 }
 
+static int sync_dir(const char *dir)
+{
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        int rc = fsync(fd) ? -errno : 0;
+        close(fd);
+        return rc;
+}
+
+/* The data reaches the disk before the name does, and the name (its directory synced)
+ * before quire says it is done: a crash never leaves OUT named but empty or short. */
+static int out_publish(struct out *o)
+{
+        if (fdatasync(o->fd))
+                return -errno;
+        int rc = o->tmpfile ? link_tmpfile(o) : rename(o->tmpname, o->path) ? -errno : 0;
+        return rc ? rc : sync_dir(o->dir);
+}
+
 /* ok: the message verified, so OUT may appear; otherwise whatever was written goes. */
 static int out_close(struct out *o, bool ok)
 {
         int rc = 0;
-        if (ok && o->tmpfile)
-                rc = link_tmpfile(o);
-        else if (ok && o->tmpname[0] && rename(o->tmpname, o->path))
-                rc = -errno;
+        if (ok && (o->tmpfile || o->tmpname[0]))
+                rc = out_publish(o);
         if ((!ok || rc) && o->tmpname[0])
                 unlink(o->tmpname);
         if (o->path && close(o->fd) && ok && !rc)

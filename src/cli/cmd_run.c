@@ -1,168 +1,189 @@
-/* quire run: the main thread. Parses options, blocks the signals every thread must leave
- * to the signalfd, starts the workers, feeds barcodes into the queue as a stream, prints
- * status lines, and drains (first signal) or aborts (second). */
-#include "cmds.h"
-
+/* quire run: the program's side of a run. Parses the options (the table below is also
+ * the man page's and the completion's), blocks the signals before any thread exists,
+ * opens the run (its locks first), the source and the destination, and hands them to the
+ * engine. */
+#include <curl/curl.h>
 #include <errno.h>
-#include <getopt.h>
-#include <limits.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include "quire/io/auth.h"
-#include "quire/engine/engine.h"
-#include "quire/engine/feeder.h"
-#include "quire/engine/journal.h"
-#include "quire/engine/mpmc.h"
+#include "cmds.h"
+#include "options.h"
 #include "quire/base/util.h"
+#include "quire/engine/feeder.h"
+#include "quire/engine/run.h"
+#include "quire/io/grin_set.h"
+#include "quire/io/auth.h"
+#include "quire/engine/journal.h"
+#include "quire/io/sinks.h"
+#include "quire/io/sources.h"
+#include "run_grin.h"
 
-#define EXIT_USAGE  2
-#define EXIT_SIGNAL 130
-
-static const char run_usage[] =
-    "usage: quire run [OPTIONS] [BARCODES_FILE|-]\n"
-    "Fetches each barcode's book from --source, decrypts it as it arrives, and delivers\n"
-    "BARCODE.tar.gz to --dest. Barcodes: one per line; blank and '#' lines skipped.\n"
-    "\n"
-    "  --source TEMPLATE        URL or path with {barcode}: http(s)://..., file://..., /dir/...\n"
-    "  --dest DIR               where books go (created if missing)\n"
-    "  --passphrase-file FILE   first line is the passphrase (else $QUIRE_PASSPHRASE)\n"
-    "  --staging DIR            decrypted books before delivery (default DEST/.quire-staging,\n"
-    "                           or ./quire-staging for S3)\n"
-    "  --journal FILE           one line per finished book; books it says were delivered\n"
-    "                           are skipped (default quire.journal)\n"
-    "  --queue-size N           barcodes read ahead (100)\n"
-    "  --workers N              books in flight (20)\n"
-    "  --downloads N            concurrent source requests across all threads (5)\n"
-    "  --uploads N              concurrent deliveries (10)\n"
-    "  --threads N              worker threads (default: one per CPU)\n"
-    "  --cpus LIST              pin one worker thread per listed CPU, e.g. 0,2-3\n"
-    "  --status-every N         a status line after every N finished books (20)\n"
-    "  --status-format FMT      text or json (one object per line)\n"
-    "  --io BACKEND             auto, uring or epoll (auto: io_uring where allowed)\n"
-    "  --retries N              retries of a transient failure per book (5)\n"
-    "  --stall-timeout SECONDS  a transfer with no byte for this long is retried (60)\n"
-    "  --ca-file FILE           also trust this CA for HTTPS\n"
-    "  --max-consecutive-failures N  stop taking books after N run-level failures in a\n"
-    "                           row: wrong passphrase, authentication, destination (10)\n"
-    "  --header-file FILE       request headers for the source, one 'Name: value' a line,\n"
-    "                           reread whenever the file changes (rotating tokens)\n"
-    "  --oauth FILE             OAuth2 credentials JSON (client_id, client_secret,\n"
-    "                           refresh_token, token_uri): quire keeps a token fresh\n"
-    "  --force                  fetch even when the destination holds the same ETag\n"
-    "  --dest s3://BUCKET[/PREFIX]  S3-compatible bucket; credentials from AWS_ACCESS_KEY_ID,\n"
-    "                           AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, region from AWS_REGION\n"
-    "  --s3-endpoint URL        S3-compatible endpoint, path-style (MinIO, R2); also\n"
-    "                           AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL\n"
-    "  --part-size SIZE         books above this go by multipart upload (64MiB, min 5MiB)\n"
-    "  --max-upload-rate SIZE   S3: byte rate cap per upload, e.g. 10MiB (for shared links)\n"
-    "  --staging-max SIZE       bound on staged plaintext; downloads wait when it is full\n"
-    "  --batch N                benchmark only: the old design, N books at a time\n"
-    "  --help, --version\n"
-    "Exit: 0 all delivered or skipped, 1 some failed, 2 usage or configuration, 130 signal.\n";
+/* Everything quire run was told, sorted by who takes it. */
+struct run_opts {
+        struct run_config run;
+        struct source_config source;
+        struct sink_config sink;
+        const char *passfile;
+        char *passphrase;
+        bool version, dry_run;
+        struct run_grin grin; /* --grin */
+};
 
 enum {
-        OPT_SOURCE = 256,
-        OPT_DEST,
-        OPT_PASSFILE,
-        OPT_STAGING,
-        OPT_JOURNAL,
-        OPT_QUEUE,
-        OPT_WORKERS,
-        OPT_DOWNLOADS,
-        OPT_UPLOADS,
-        OPT_THREADS,
-        OPT_CPUS,
-        OPT_STATUS_EVERY,
-        OPT_STATUS_FORMAT,
-        OPT_IO,
-        OPT_RETRIES,
-        OPT_STALL,
-        OPT_CA,
-        OPT_MAX_FAIL,
-        OPT_STAGING_MAX,
-        OPT_MAX_UPLOAD_RATE,
-        OPT_BATCH,
-        OPT_HEADER_FILE,
-        OPT_OAUTH,
-        OPT_FORCE,
-        OPT_S3_ENDPOINT,
-        OPT_PART_SIZE,
-        OPT_HELP,
-        OPT_VERSION,
+        RUN_SOURCE = 256,
+        RUN_DEST,
+        RUN_PASSFILE,
+        RUN_STAGING,
+        RUN_STAGING_MAX,
+        RUN_MAX_BOOK,
+        RUN_JOURNAL,
+        RUN_FORCE,
+        RUN_QUEUE,
+        RUN_WORKERS,
+        RUN_DOWNLOADS,
+        RUN_UPLOADS,
+        RUN_THREADS,
+        RUN_CPUS,
+        RUN_IO,
+        RUN_RETRIES,
+        RUN_STALL,
+        RUN_MIN_RATE,
+        RUN_MIN_RATE_WINDOW,
+        RUN_DOWNLOAD_TIMEOUT,
+        RUN_MAX_FAIL,
+        RUN_STATUS_EVERY,
+        RUN_STATUS_FORMAT,
+        RUN_CA,
+        RUN_HEADER_FILE,
+        RUN_OAUTH,
+        RUN_S3_ENDPOINT,
+        RUN_PART_SIZE,
+        RUN_MAX_UPLOAD_RATE,
+        RUN_BATCH,
+        RUN_CORE_DUMPS,
+        RUN_GRIN,
+        RUN_GRIN_URL,
+        RUN_QUEUE_KIND,
+        RUN_REQUEST_BATCH,
+        RUN_DRY_RUN,
+        RUN_VERSION,
 };
 
-static const struct option run_options[] = {
-    {"source", required_argument, NULL, OPT_SOURCE},
-    {"dest", required_argument, NULL, OPT_DEST},
-    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
-    {"staging", required_argument, NULL, OPT_STAGING},
-    {"journal", required_argument, NULL, OPT_JOURNAL},
-    {"queue-size", required_argument, NULL, OPT_QUEUE},
-    {"workers", required_argument, NULL, OPT_WORKERS},
-    {"downloads", required_argument, NULL, OPT_DOWNLOADS},
-    {"uploads", required_argument, NULL, OPT_UPLOADS},
-    {"threads", required_argument, NULL, OPT_THREADS},
-    {"cpus", required_argument, NULL, OPT_CPUS},
-    {"status-every", required_argument, NULL, OPT_STATUS_EVERY},
-    {"status-format", required_argument, NULL, OPT_STATUS_FORMAT},
-    {"io", required_argument, NULL, OPT_IO},
-    {"retries", required_argument, NULL, OPT_RETRIES},
-    {"stall-timeout", required_argument, NULL, OPT_STALL},
-    {"ca-file", required_argument, NULL, OPT_CA},
-    {"max-consecutive-failures", required_argument, NULL, OPT_MAX_FAIL},
-    {"staging-max", required_argument, NULL, OPT_STAGING_MAX},
-    {"max-upload-rate", required_argument, NULL, OPT_MAX_UPLOAD_RATE},
-    {"batch", required_argument, NULL, OPT_BATCH},
-    {"header-file", required_argument, NULL, OPT_HEADER_FILE},
-    {"oauth", required_argument, NULL, OPT_OAUTH},
-    {"force", no_argument, NULL, OPT_FORCE},
-    {"s3-endpoint", required_argument, NULL, OPT_S3_ENDPOINT},
-    {"part-size", required_argument, NULL, OPT_PART_SIZE},
-    {"help", no_argument, NULL, OPT_HELP},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {NULL, 0, NULL, 0},
+static const struct opt run_opts[] = {
+    OPT("source", RUN_SOURCE, "TEMPLATE", NULL,
+        "Where books come from: a URL or path with {barcode}, http(s)://..., file://... or "
+        "/dir/.... Required.",
+        .section = "Source and destination"),
+    OPT("dest", RUN_DEST, "DEST", NULL,
+        "Where books go: a directory (created if missing) or s3://BUCKET[/PREFIX], key "
+        "PREFIX/BARCODE.tar.gz. Required.",
+        .values = OPT_DIR),
+    OPT("passphrase-file", RUN_PASSFILE, "FILE", NULL,
+        "The passphrase is the first line of FILE (else $QUIRE_PASSPHRASE; never from argv).",
+        .values = OPT_FILE),
+    OPT("staging", RUN_STAGING, "DIR", "DEST/.quire-staging, or ./quire-staging for S3",
+        "Where decrypted books wait for delivery.", .values = OPT_DIR),
+    OPT("staging-max", RUN_STAGING_MAX, "SIZE", "no bound",
+        "Bound on staged plaintext; downloads wait while it is full."),
+    OPT("max-book-size", RUN_MAX_BOOK, "SIZE", "64GiB",
+        "Bound on one book's plaintext: a book that would grow past it (an endless or "
+        "decompression-bomb stream) fails alone."),
+    OPT("journal", RUN_JOURNAL, "FILE", "quire.journal",
+        "One line per finished book; books it says were delivered are skipped.",
+        .values = OPT_FILE),
+    OPT("force", RUN_FORCE, NULL, NULL,
+        "Fetch even when the destination holds the book with the source's ETag."),
+    OPT("queue-size", RUN_QUEUE, "N", "100", "Barcodes read ahead of the workers.",
+        .section = "Limits"),
+    OPT("workers", RUN_WORKERS, "N", "20", "Books in flight."),
+    OPT("downloads", RUN_DOWNLOADS, "N", "5",
+        "Concurrent source requests across all threads (GRIN's limit)."),
+    OPT("uploads", RUN_UPLOADS, "N", "10", "Concurrent deliveries."),
+    OPT("threads", RUN_THREADS, "N", "one per CPU", "Worker threads."),
+    OPT("cpus", RUN_CPUS, "LIST", NULL, "Pin one worker thread per listed CPU, e.g. 0,2-3."),
+    OPT("io", RUN_IO, "BACKEND", "auto",
+        "Event backend: auto (io_uring where allowed, else epoll), uring or epoll.",
+        .values = "auto uring epoll"),
+    OPT("retries", RUN_RETRIES, "N", "5",
+        "Retries of a transient failure (5xx, 429, reset, stall) per book.", .section = "Failures"),
+    OPT("stall-timeout", RUN_STALL, "SECONDS", "60",
+        "A transfer with no byte for this long is retried."),
+    OPT("min-rate", RUN_MIN_RATE, "SIZE", "1KiB",
+        "A download slower than SIZE bytes a second over a --min-rate-window is retried like "
+        "a stall (a source that trickles never stalls); 0 turns the check off."),
+    OPT("min-rate-window", RUN_MIN_RATE_WINDOW, "SECONDS", "60",
+        "The window --min-rate is measured over."),
+    OPT("download-timeout", RUN_DOWNLOAD_TIMEOUT, "SECONDS", "14400",
+        "One download attempt taking longer is retried like a stall; 0: no deadline."),
+    OPT("max-consecutive-failures", RUN_MAX_FAIL, "N", "10",
+        "Stop taking books after N run-level failures in a row: wrong passphrase, "
+        "authentication, destination."),
+    OPT("status-every", RUN_STATUS_EVERY, "N", "20", "A status line after every N finished books.",
+        .section = "Status"),
+    OPT("status-format", RUN_STATUS_FORMAT, "FMT", "text", "text, or json: one object per line.",
+        .values = "text json"),
+    OPT("grin", RUN_GRIN, "LIBRARY", NULL,
+        "Google's GRIN: the source is GRIN_URL/LIBRARY/FILE (FILE from GRIN's list, else "
+        "BARCODE.tar.gz.gpg); a book GRIN has not converted is journaled conversion-failed "
+        "(with GRIN's reason), in-process, or requested (its conversion is asked for now).",
+        .section = "GRIN"),
+    OPT("grin-url", RUN_GRIN_URL, "URL", GRIN_URL_DEFAULT, "Where GRIN is."),
+    OPT("queue", RUN_QUEUE_KIND, "LIST", NULL,
+        "With --grin, instead of a barcodes file: converted (the books GRIN has ready, read "
+        "page by page while the run goes on) or unconverted (all books minus converted, in "
+        "process and failed: their conversion is requested, nothing is downloaded).",
+        .values = "converted unconverted"),
+    OPT("request-batch", RUN_REQUEST_BATCH, "N", "1",
+        "Barcodes per conversion request (GRIN's one known form is 1)."),
+    OPT("ca-file", RUN_CA, "FILE", NULL,
+        "Trust this CA bundle for HTTPS instead of the system's store.", .section = "GRIN and S3",
+        .values = OPT_FILE),
+    OPT("header-file", RUN_HEADER_FILE, "FILE", NULL,
+        "Request headers for the source, one 'Name: value' a line, reread whenever the file "
+        "changes (rotating tokens).",
+        .values = OPT_FILE),
+    OPT("oauth", RUN_OAUTH, "FILE", NULL,
+        "OAuth2 credentials JSON (client_id, client_secret, refresh_token, token_uri): quire "
+        "keeps a token fresh and never prints it.",
+        .values = OPT_FILE),
+    OPT("s3-endpoint", RUN_S3_ENDPOINT, "URL", "AWS",
+        "S3-compatible endpoint, path-style (MinIO, R2); also $AWS_ENDPOINT_URL_S3 or "
+        "$AWS_ENDPOINT_URL."),
+    OPT("part-size", RUN_PART_SIZE, "SIZE", "64MiB",
+        "Books above this go to S3 by multipart upload, in parts of this size (5MiB to 5GiB)."),
+    OPT("max-upload-rate", RUN_MAX_UPLOAD_RATE, "SIZE", "unlimited",
+        "S3: byte rate cap per upload, e.g. 10MiB (for shared links)."),
+    OPT("batch", RUN_BATCH, "N", NULL, "Benchmarks only: the old design, N books at a time.",
+        .section = "Other"),
+    OPT("dry-run", RUN_DRY_RUN, NULL, NULL,
+        "Check everything and change nothing: reads the list (and GRIN's), the journal, the "
+        "passphrase; checks the source's credentials and the destination; prints how many "
+        "books a run would fetch, skip and request."),
+    OPT("allow-core-dumps", RUN_CORE_DUMPS, NULL, NULL,
+        "Let a crash dump core. Off by default: the process holds the passphrase and tokens."),
+    OPT("version", RUN_VERSION, NULL, NULL, "Print the version and exit."),
+    {0},
 };
 
-static int usage_error(const char *fmt, const char *a, const char *b)
-{
-        char msg[512];
-        snprintf(msg, sizeof msg, fmt, a, b);
-        qlog("%s (see quire run --help)", msg);
-        return -1;
-}
+const struct cmd_spec cmd_run_spec = {
+    .name = "run",
+    .operands = "[BARCODES_FILE|-]",
+    .operand_values = OPT_FILE,
+    .max_operands = 1,
+    .summary = "move books: fetch, decrypt, deliver",
+    .description =
+        "Fetches each barcode's book from --source, decrypts it as it arrives, and delivers "
+        "BARCODE.tar.gz to --dest. Barcodes: one per line, from the file or standard input; "
+        "blank and '#' lines are skipped. Sizes take KiB, MiB, GiB suffixes (64MiB, 5M).",
+    .opts = run_opts,
+    .main = cmd_run,
+};
 
-static int parse_count(const char *opt, const char *arg, unsigned lo, unsigned hi, unsigned *out)
-{
-        char *end;
-        errno = 0;
-        unsigned long v = strtoul(arg, &end, 10);
-        if (errno || end == arg || *end || v < lo || v > hi) {
-                char range[64];
-                snprintf(range, sizeof range, "a whole number from %u to %u", lo, hi);
-                qlog("%s: expected %s, got '%s'", opt, range, arg);
-                return -1;
-        }
-        *out = (unsigned)v;
-        return 0;
-}
-
-static int parse_bytes(const char *opt, const char *arg, uint64_t *out)
-{
-        if (parse_size(arg, out) < 0)
-                return usage_error("%s: expected a size such as 64MiB, 512KiB or 1GiB, got '%s'",
-                                   opt, arg);
-        return 0;
-}
-
-/* "0,2-3" → {0, 2, 3}. */
+/* "0,2-3" -> {0, 2, 3}. */
 static int parse_cpus(const char *arg, struct run_config *cfg)
 {
         const char *p = arg;
@@ -192,463 +213,425 @@ static int parse_cpus(const char *arg, struct run_config *cfg)
         if (cfg->ncpus)
                 return 0;
 bad:
-        return usage_error("--cpus: expected a list such as 0,2-3, got '%s'%s", arg, "");
+        return opts_usage_error(&cmd_run_spec, RUN_CPUS, "expected a list such as 0,2-3, got '%s'",
+                                arg);
 }
 
-static int parse_option(struct run_config *cfg, int opt, const char *arg, const char **passfile)
+static int set_count(int key, const char *arg, uint64_t lo, uint64_t hi, unsigned *out)
 {
-        const char *name = NULL;
-        for (const struct option *o = run_options; o->name; o++)
-                if (o->val == opt)
-                        name = o->name;
-        char flag[64];
-        snprintf(flag, sizeof flag, "--%s", name ? name : "?");
-        switch (opt) {
-        case OPT_SOURCE:
-                cfg->source = arg;
+        uint64_t v;
+        int r = opts_count(&cmd_run_spec, key, arg, lo, hi, &v);
+        if (r == 0)
+                *out = (unsigned)v;
+        return r;
+}
+
+static int set_option(void *ctx, int key, const char *arg)
+{
+        struct run_opts *o = ctx;
+        struct run_config *cfg = &o->run;
+        const struct cmd_spec *c = &cmd_run_spec;
+        unsigned idx;
+        switch (key) {
+        case RUN_SOURCE:
+                o->source.tmpl = arg;
                 return 0;
-        case OPT_DEST:
-                cfg->dest = arg;
+        case RUN_DEST:
+                o->sink.dest = arg;
                 return 0;
-        case OPT_PASSFILE:
-                *passfile = arg;
+        case RUN_PASSFILE:
+                o->passfile = arg;
                 return 0;
-        case OPT_STAGING:
+        case RUN_STAGING:
                 cfg->staging = arg;
                 return 0;
-        case OPT_JOURNAL:
+        case RUN_STAGING_MAX:
+                return opts_size(c, key, arg, 0, UINT64_MAX, &cfg->staging_max);
+        case RUN_MAX_BOOK:
+                return opts_size(c, key, arg, 1, UINT64_MAX, &cfg->max_book_size);
+        case RUN_JOURNAL:
                 cfg->journal_path = arg;
                 return 0;
-        case OPT_CA:
-                cfg->ca_file = arg;
-                return 0;
-        case OPT_HEADER_FILE:
-                cfg->header_file = arg;
-                return 0;
-        case OPT_OAUTH:
-                cfg->oauth_file = arg;
-                return 0;
-        case OPT_FORCE:
+        case RUN_FORCE:
                 cfg->force = true;
                 return 0;
-        case OPT_S3_ENDPOINT:
-                cfg->s3_endpoint = arg;
-                return 0;
-        case OPT_PART_SIZE:
-                if (parse_bytes(flag, arg, &cfg->part_size) < 0)
-                        return -1;
-                if (cfg->part_size < 5u << 20)
-                        return usage_error("%s: S3 parts are at least 5MiB, got '%s'", flag, arg);
-                return 0;
-        case OPT_QUEUE:
-                return parse_count(flag, arg, 1, 1u << 20, &cfg->queue_size);
-        case OPT_WORKERS:
-                return parse_count(flag, arg, 1, 10000, &cfg->workers);
-        case OPT_DOWNLOADS:
-                return parse_count(flag, arg, 1, 10000, &cfg->downloads);
-        case OPT_UPLOADS:
-                return parse_count(flag, arg, 1, 10000, &cfg->uploads);
-        case OPT_THREADS:
-                return parse_count(flag, arg, 1, CPU_SETSIZE, &cfg->threads);
-        case OPT_CPUS:
+        case RUN_QUEUE:
+                return set_count(key, arg, 1, 1u << 20, &cfg->queue_size);
+        case RUN_WORKERS:
+                return set_count(key, arg, 1, 10000, &cfg->workers);
+        case RUN_DOWNLOADS:
+                return set_count(key, arg, 1, 10000, &cfg->downloads);
+        case RUN_UPLOADS:
+                return set_count(key, arg, 1, 10000, &cfg->uploads);
+        case RUN_THREADS:
+                return set_count(key, arg, 1, CPU_SETSIZE, &cfg->threads);
+        case RUN_CPUS:
                 return parse_cpus(arg, cfg);
-        case OPT_STATUS_EVERY:
-                return parse_count(flag, arg, 1, UINT_MAX, &cfg->status_every);
-        case OPT_RETRIES:
-                return parse_count(flag, arg, 0, 100, &cfg->retries);
-        case OPT_STALL:
-                return parse_count(flag, arg, 1, 86400, &cfg->stall_timeout_s);
-        case OPT_MAX_FAIL:
-                return parse_count(flag, arg, 0, UINT_MAX, &cfg->max_consecutive_failures);
-        case OPT_BATCH:
-                return parse_count(flag, arg, 1, 1u << 20, &cfg->batch);
-        case OPT_STAGING_MAX:
-                return parse_bytes(flag, arg, &cfg->staging_max);
-        case OPT_MAX_UPLOAD_RATE:
-                return parse_bytes(flag, arg, &cfg->max_upload_rate);
-        case OPT_STATUS_FORMAT:
-                if (strcmp(arg, "text") && strcmp(arg, "json"))
-                        return usage_error("--status-format: expected text or json, got '%s'%s",
-                                           arg, "");
-                cfg->status_json = !strcmp(arg, "json");
+        case RUN_IO:
+                if (opts_choice(c, key, arg, &idx))
+                        return OPTS_USAGE;
+                cfg->io = idx == 0 ? LOOP_AUTO : idx == 1 ? LOOP_URING : LOOP_EPOLL;
                 return 0;
-        case OPT_IO:
-                if (!strcmp(arg, "auto"))
-                        cfg->io = LOOP_AUTO;
-                else if (!strcmp(arg, "uring"))
-                        cfg->io = LOOP_URING;
-                else if (!strcmp(arg, "epoll"))
-                        cfg->io = LOOP_EPOLL;
-                else
-                        return usage_error("--io: expected auto, uring or epoll, got '%s'%s", arg,
-                                           "");
+        case RUN_RETRIES:
+                return set_count(key, arg, 0, 100, &cfg->retries);
+        case RUN_STALL:
+                if (set_count(key, arg, 1, 86400, &o->source.stall_timeout_s))
+                        return OPTS_USAGE;
+                o->sink.stall_timeout_s = o->source.stall_timeout_s;
                 return 0;
+        case RUN_MIN_RATE:
+                return opts_size(c, key, arg, 0, UINT64_MAX, &o->source.min_rate);
+        case RUN_MIN_RATE_WINDOW:
+                return set_count(key, arg, 1, 86400, &o->source.min_rate_window_s);
+        case RUN_DOWNLOAD_TIMEOUT:
+                return set_count(key, arg, 0, 30 * 86400, &o->source.download_timeout_s);
+        case RUN_MAX_FAIL:
+                return set_count(key, arg, 0, UINT32_MAX, &cfg->max_consecutive_failures);
+        case RUN_STATUS_EVERY:
+                return set_count(key, arg, 1, UINT32_MAX, &cfg->status_every);
+        case RUN_STATUS_FORMAT:
+                if (opts_choice(c, key, arg, &idx))
+                        return OPTS_USAGE;
+                cfg->status_json = idx == 1;
+                return 0;
+        case RUN_CA:
+                o->source.ca_file = o->sink.ca_file = arg;
+                return 0;
+        case RUN_HEADER_FILE:
+                o->source.header_file = arg;
+                return 0;
+        case RUN_OAUTH:
+                o->source.oauth_file = arg;
+                return 0;
+        case RUN_S3_ENDPOINT:
+                o->sink.s3_endpoint = arg;
+                return 0;
+        case RUN_PART_SIZE:
+                /* S3's own bounds: parts of 5 MiB to 5 GiB. */
+                return opts_size(c, key, arg, 5u << 20, 5ull << 30, &o->sink.part_size);
+        case RUN_MAX_UPLOAD_RATE:
+                return opts_size(c, key, arg, 0, UINT64_MAX, &o->sink.max_upload_rate);
+        case RUN_BATCH:
+                return set_count(key, arg, 1, 1u << 20, &cfg->batch);
+        case RUN_VERSION:
+                o->version = true;
+                return 0;
+        case RUN_CORE_DUMPS: /* main() looked for it before anything else */
+                return 0;
+        case RUN_GRIN:
+                if (barcode_invalid(arg, strlen(arg)))
+                        return opts_usage_error(c, key, "'%s' is not a library name", arg);
+                o->grin.site.library = arg;
+                return 0;
+        case RUN_GRIN_URL:
+                o->grin.site.url = arg;
+                return 0;
+        case RUN_QUEUE_KIND:
+                if (opts_choice(c, key, arg, &idx))
+                        return OPTS_USAGE;
+                o->grin.queue = idx == 0 ? RUN_GRIN_QUEUE_CONVERTED : RUN_GRIN_QUEUE_UNCONVERTED;
+                return 0;
+        case RUN_DRY_RUN:
+                o->dry_run = true;
+                return 0;
+        case RUN_REQUEST_BATCH:
+                return set_count(key, arg, 1, 1000, &o->grin.request_batch);
         default:
-                return usage_error("unknown option%s%s", "", "");
+                return opts_usage_error(c, 0, "unknown option");
         }
 }
 
-static void config_defaults(struct run_config *cfg)
+static void opts_defaults(struct run_opts *o)
 {
-        *cfg = (struct run_config){
-            .journal_path = "quire.journal",
-            .queue_size = 100,
-            .workers = 20,
-            .downloads = 5,
-            .uploads = 10,
-            .status_every = 20,
-            .io = LOOP_AUTO,
-            .retries = 5,
-            .stall_timeout_s = 60,
-            .max_consecutive_failures = 10,
-            .barcodes_path = "-",
-        };
+        *o = (struct run_opts){0};
+        run_config_defaults(&o->run);
+        o->run.max_book_size = 64ull << 30;
+        o->source.stall_timeout_s = o->sink.stall_timeout_s = 60;
+        o->source.min_rate = 1024;
+        o->source.min_rate_window_s = 60;
+        o->source.download_timeout_s = 4 * 3600;
+        o->grin.pipe_w = -1;
 }
 
-/* Parses argv into cfg. Returns 0 to run, 1 when --help/--version was answered, -1 on a
+/* Parses argv into o. Returns 0 to run, 1 when --help/--version was answered, -1 on a
  * usage error (already reported). */
-static int parse_args(int argc, char **argv, struct run_config *cfg)
+static int parse_args(int argc, char **argv, struct run_opts *o)
 {
-        const char *passfile = NULL;
-        config_defaults(cfg);
-        optind = 1;
-        opterr = 0;
-        int opt;
-        while ((opt = getopt_long(argc, argv, "", run_options, NULL)) != -1) {
-                if (opt == OPT_HELP) {
-                        fputs(run_usage, stdout);
-                        return 1;
-                }
-                if (opt == OPT_VERSION) {
-                        printf("quire %s\n", QUIRE_VERSION);
-                        return 1;
-                }
-                if (opt == '?' || opt == ':') {
-                        const char *bad = argv[optind - 1];
-                        return usage_error("%s: unknown option or missing value%s", bad, "");
-                }
-                if (parse_option(cfg, opt, optarg, &passfile) < 0)
-                        return -1;
-        }
-        if (optind < argc)
-                cfg->barcodes_path = argv[optind++];
-        if (optind < argc)
-                return usage_error("unexpected argument '%s'%s", argv[optind], "");
-        if (!cfg->source)
-                return usage_error("--source is required (a URL or path with {barcode})%s%s", "",
-                                   "");
-        if (!strstr(cfg->source, "{barcode}"))
-                return usage_error("--source '%s' has no {barcode}%s", cfg->source, "");
-        if (!cfg->dest)
-                return usage_error("--dest is required (a directory)%s%s", "", "");
-        if (!strncmp(cfg->dest, "s3://", 5) && !cfg->part_size)
-                cfg->part_size = 64u << 20;
-        if (strncmp(cfg->dest, "s3://", 5))
-                cfg->part_size = 0; /* directories take books whole */
-        cfg->passphrase = read_passphrase(passfile, &cfg->passlen);
-        if (!cfg->passphrase)
+        const struct cmd_spec *c = &cmd_run_spec;
+        opts_defaults(o);
+        int next = opts_parse(c, argc, argv, set_option, o);
+        if (next == OPTS_HELP)
+                return 1;
+        if (next < 0)
                 return -1;
+        if (o->version) {
+                printf("quire %s\n", QUIRE_VERSION);
+                return 1;
+        }
+        if (next < argc)
+                o->run.barcodes_path = argv[next];
+        /* opts_usage_error() prints the line and always returns OPTS_USAGE. */
+        bool unconverted = o->grin.queue == RUN_GRIN_QUEUE_UNCONVERTED;
+        if (o->grin.queue && !o->grin.site.library)
+                return opts_usage_error(c, RUN_QUEUE_KIND, "needs --grin LIBRARY"), -1;
+        if (o->grin.queue && next < argc)
+                return opts_usage_error(c, RUN_QUEUE_KIND, "takes no barcodes file"), -1;
+        if (!o->source.tmpl && !o->grin.site.library)
+                return opts_usage_error(c, RUN_SOURCE,
+                                        "is required (a URL or path with {barcode}), or --grin"),
+                       -1;
+        if (o->source.tmpl && !strstr(o->source.tmpl, "{barcode}") &&
+            !strstr(o->source.tmpl, "{file}"))
+                return opts_usage_error(c, RUN_SOURCE, "'%s' has no {barcode}", o->source.tmpl), -1;
+        if (!o->sink.dest && !unconverted)
+                return opts_usage_error(c, RUN_DEST,
+                                        "is required (a directory or s3://BUCKET[/PREFIX])"),
+                       -1;
+        if (unconverted)
+                return 0; /* nothing is decrypted: no passphrase needed */
+        o->passphrase = read_passphrase(o->passfile, &o->run.passlen);
+        if (!o->passphrase)
+                return -1;
+        o->run.passphrase = o->passphrase;
         return 0;
 }
 
-/* ---- setup ------------------------------------------------------------------------- */
+/* ---- the run ----------------------------------------------------------------------- */
 
-static unsigned default_cpus(struct run_config *cfg)
-{
-        cpu_set_t set;
-        if (sched_getaffinity(0, sizeof set, &set) < 0)
-                return 1;
-        cfg->ncpus = 0;
-        for (int c = 0; c < CPU_SETSIZE; c++)
-                if (CPU_ISSET(c, &set))
-                        cfg->cpus[cfg->ncpus++] = c;
-        return cfg->ncpus ? cfg->ncpus : 1;
-}
-
-/* Staging files a killed run left behind are never resumed: remove them. */
 /* Default staging: inside a destination directory (so delivery is a rename), or
  * ./quire-staging beside the default journal for S3. */
-static int staging_prepare(char *staging_buf, size_t len, struct run_config *cfg)
+static void default_staging(struct run_opts *o, char *buf, size_t len)
 {
-        if (!cfg->staging) {
-                if (strncmp(cfg->dest, "s3://", 5))
-                        snprintf(staging_buf, len, "%s/.quire-staging", cfg->dest);
-                else
-                        snprintf(staging_buf, len, "quire-staging");
-                cfg->staging = staging_buf;
+        if (o->run.staging)
+                return;
+        if (strncmp(o->sink.dest, "s3://", 5))
+                snprintf(buf, len, "%s/.quire-staging", o->sink.dest);
+        else
+                snprintf(buf, len, "quire-staging");
+        o->run.staging = buf;
+}
+
+/* A directory destination must exist before its staging directory can be made in it. */
+static int dest_dir_prepare(const char *dest)
+{
+        char buf[4096];
+        size_t n = strlen(dest);
+        if (!strncmp(dest, "s3://", 5) || n >= sizeof buf)
+                return 0;
+        memcpy(buf, dest, n + 1);
+        for (char *p = buf + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = 0;
+                if (mkdir(buf, 0777) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
         }
-        if (mkdir(cfg->staging, 0700) < 0 && errno != EEXIST) {
-                qlog("--staging %s: %s", cfg->staging, strerror(errno));
-                return -1;
-        }
-        int removed = remove_quire_parts(cfg->staging);
-        if (removed < 0) {
-                qlog("--staging %s: %s", cfg->staging, strerror(-removed));
-                return -1;
-        }
-        if (removed)
-                qlog("removed %d staging files left by an earlier run", removed);
+        if (mkdir(buf, 0777) < 0 && errno != EEXIST)
+                return -errno;
         return 0;
 }
 
-struct main_state {
-        struct run *r;
-        uint64_t invalid;
-        uint64_t pushed;
-        int signals;
+/* ---- --dry-run ------------------------------------------------------------------------ */
+
+struct dry_counts {
+        struct journal *journal;
+        struct grin_catalog *catalog;
+        struct grin_set *seen; /* the list's barcodes, for its repeats */
+        uint64_t listed, fetch, skip, repeats, invalid, failed, in_process;
 };
 
-/* ---- feeding ----------------------------------------------------------------------- */
-
-static void kick_hungry_workers(struct run *r)
+static void dry_count(struct dry_counts *d, const char *barcode)
 {
-        atomic_thread_fence(memory_order_seq_cst);
-        for (unsigned i = 0; i < r->nworkers; i++)
-                if (atomic_exchange(&r->workers[i].hungry, false))
-                        worker_kick(&r->workers[i]);
+        d->listed++;
+        if (grin_set_add(d->seen, barcode, strlen(barcode)) == 0)
+                d->repeats++;
+        else if (journal_delivered(d->journal, barcode))
+                d->skip++;
+        else if (d->catalog && grin_catalog_known(d->catalog, barcode) == GRIN_KNOWN_FAILED)
+                d->failed++;
+        else if (d->catalog && grin_catalog_known(d->catalog, barcode) == GRIN_KNOWN_IN_PROCESS)
+                d->in_process++;
+        else
+                d->fetch++;
 }
 
-static void kick_all_workers(struct run *r)
+static int dry_row(void *ud, const struct grin_row *row)
 {
-        for (unsigned i = 0; i < r->nworkers; i++)
-                worker_kick(&r->workers[i]);
-}
-
-static void close_intake(struct run *r)
-{
-        if (atomic_exchange(&r->intake_closed, true))
-                return;
-        kick_all_workers(r);
-}
-
-/* Moves barcodes from the list into the queue until it is full, the list ends, or (in
- * --batch mode) the current batch is queued. */
-static void feed(struct main_state *m, struct feeder *f, struct queue_item *pending,
-                 bool *have_pending)
-{
-        struct run *r = m->r;
-        bool pushed = false;
-        while (!atomic_load(&r->intake_closed)) {
-                if (atomic_load(&r->failure_stop) || atomic_load(&r->aborting)) {
-                        close_intake(r);
-                        break;
-                }
-                if (r->cfg.batch && m->pushed % r->cfg.batch == 0 && m->pushed > 0 &&
-                    atomic_load(&r->stats.ok) + atomic_load(&r->stats.failed) - m->invalid <
-                        m->pushed)
-                        break; /* the old design: the whole batch must finish first */
-                if (!*have_pending) {
-                        const char *why = NULL;
-                        enum feeder_result fr =
-                            feeder_next(f, pending->barcode, &pending->line, &why);
-                        if (fr == FEED_EOF || fr == FEED_ERROR) {
-                                if (fr == FEED_ERROR)
-                                        qlog("%s: read: %s", r->cfg.barcodes_path, strerror(errno));
-                                close_intake(r);
-                                break;
-                        }
-                        if (fr == FEED_INVALID) {
-                                qlog("%s:%llu: invalid barcode: %s", r->cfg.barcodes_path,
-                                     (unsigned long long)pending->line, why);
-                                m->invalid++;
-                                progress_count(r, OUTCOME_FAILED, 0);
-                                continue;
-                        }
-                        if (journal_delivered(r->journal, pending->barcode)) {
-                                progress_count(r, OUTCOME_SKIPPED, 0);
-                                continue;
-                        }
-                        *have_pending = true;
-                }
-                if (!mpmc_try_push(r->queue, pending))
-                        break;
-                *have_pending = false;
-                m->pushed++;
-                pushed = true;
-        }
-        if (pushed)
-                kick_hungry_workers(r);
-}
-
-static void on_signal(struct main_state *m, int sfd)
-{
-        struct signalfd_siginfo si;
-        if (read(sfd, &si, sizeof si) != sizeof si)
-                return;
-        struct run *r = m->r;
-        if (++m->signals == 1) {
-                unsigned in_flight = 0;
-                for (unsigned i = 0; i < r->nworkers; i++)
-                        in_flight += r->workers[i].busy_books;
-                qlog("%s: finishing %u books in flight and %zu queued; taking no new ones. "
-                     "Press Ctrl-C again to abort.",
-                     si.ssi_signo == SIGTERM ? "SIGTERM" : "interrupted", in_flight,
-                     mpmc_size(r->queue));
-                close_intake(r);
-        } else if (m->signals == 2) {
-                qlog("aborting: dropping the books in flight");
-                atomic_store(&r->aborting, true);
-                kick_all_workers(r);
-        }
-}
-
-static void main_loop(struct main_state *m, struct feeder *f, int sfd)
-{
-        struct run *r = m->r;
-        struct queue_item pending;
-        bool have_pending = false;
-        while (atomic_load(&r->workers_left) > 0) {
-                feed(m, f, &pending, &have_pending);
-                journal_sync_due(r->journal, 1000);
-                auth_tick(r->auth);
-                if (atomic_load(&r->failure_stop))
-                        close_intake(r);
-                struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN},
-                                        {.fd = r->main_wake_fd, .events = POLLIN}};
-                if (poll(pfd, 2, 1000) < 0 && errno != EINTR)
-                        break;
-                if (pfd[0].revents & POLLIN)
-                        on_signal(m, sfd);
-                if (pfd[1].revents & POLLIN) {
-                        uint64_t v;
-                        ssize_t n = read(r->main_wake_fd, &v, sizeof v);
-                        (void)n;
-                }
-        }
-}
-
-static int run_exit_status(struct main_state *m)
-{
-        struct run *r = m->r;
-        if (m->signals)
-                return EXIT_SIGNAL;
-        for (unsigned i = 0; i < r->nworkers; i++)
-                if (r->workers[i].exit_error)
-                        return 1;
-        if (atomic_load(&r->failure_stop)) {
-                qlog("stopped early: %s", r->failure_reason);
-                return 1;
-        }
-        return atomic_load(&r->stats.failed) ? 1 : 0;
-}
-
-/* Releases whatever run_setup() got, also after it failed halfway. */
-static void run_release(struct run *r, struct feeder *f)
-{
-        if (r->journal)
-                journal_close(r->journal);
-        if (f)
-                feeder_close(f);
-        if (r->sink_opened)
-                r->sink->close(r);
-        auth_close(r->auth);
-        mpmc_free(r->queue);
-        if (r->main_wake_fd > 0)
-                close(r->main_wake_fd);
-        explicit_bzero(r->cfg.passphrase, r->cfg.passlen);
-        free(r->cfg.passphrase);
-        curl_global_cleanup();
-}
-
-static int run_setup(struct run *r, struct feeder **f, char *staging_buf, size_t len)
-{
-        char msg[512];
-        r->sink = strncmp(r->cfg.dest, "s3://", 5) ? &sink_dir : &sink_s3;
-        r->dest_dir_fd = -1;
-        if (r->sink->open(r, msg, sizeof msg) < 0) {
-                qlog("%s", msg);
-                return -1;
-        }
-        r->sink_opened = true;
-        if (staging_prepare(staging_buf, len, &r->cfg) < 0)
-                return -1;
-        if ((r->cfg.header_file || r->cfg.oauth_file) &&
-            auth_open(&r->auth, r->cfg.header_file, r->cfg.oauth_file, r->cfg.ca_file, msg,
-                      sizeof msg) < 0) {
-                qlog("%s", msg);
-                return -1;
-        }
-        int err = journal_open(&r->journal, r->cfg.journal_path);
-        if (err < 0) {
-                qlog("--journal %s: %s", r->cfg.journal_path, strerror(-err));
-                return -1;
-        }
-        err = feeder_open(f, r->cfg.barcodes_path);
-        if (err < 0) {
-                qlog("%s: %s", r->cfg.barcodes_path, strerror(-err));
-                return -1;
-        }
-        r->queue = mpmc_new(r->cfg.queue_size, sizeof(struct queue_item));
-        r->main_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (!r->queue || r->main_wake_fd < 0) {
-                qlog("out of memory");
-                return -1;
-        }
-        /* A backend the kernel refuses is a configuration error, found before any book. */
-        struct loop *probe;
-        const char *why = NULL;
-        err = loop_new(&probe, r->cfg.io, 8, &why);
-        if (err < 0) {
-                qlog("--io %s: %s", r->cfg.io == LOOP_URING ? "uring" : "auto",
-                     err == -EPERM ? "io_uring_setup: not permitted (seccomp profile or "
-                                     "kernel.io_uring_disabled); use --io epoll or auto"
-                                   : strerror(-err));
-                return -1;
-        }
-        loop_free(probe);
-        atomic_store(&r->downloads.free, (int)r->cfg.downloads);
-        atomic_store(&r->uploads.free, (int)r->cfg.uploads);
+        if (run_interrupted())
+                return -EINTR;
+        dry_count(ud, row->barcode);
         return 0;
+}
+
+static int dry_columns(void *ud, unsigned n, const char *const *names)
+{
+        return 0;
+}
+
+/* The barcodes list, read to its end (a FIFO or a pipe waits for its writer). */
+static int dry_list(struct dry_counts *d, const char *path, char *msg, size_t msglen)
+{
+        struct feeder *f;
+        int err = feeder_open(&f, path);
+        if (err) {
+                snprintf(msg, msglen, "%s: %s", path, strerror(-err));
+                return err;
+        }
+        char bc[BARCODE_MAX + 1];
+        uint64_t line;
+        const char *why;
+        enum feeder_result fr;
+        while (!err && (fr = feeder_next(f, bc, &line, &why)) != FEED_EOF) {
+                if (fr == FEED_BARCODE) {
+                        dry_count(d, bc);
+                } else if (fr == FEED_INVALID) {
+                        d->invalid++;
+                } else if (run_interrupted()) {
+                        err = -EINTR;
+                } else {
+                        struct pollfd pfd = {.fd = feeder_fd(f), .events = POLLIN};
+                        err = feeder_regular(f) || poll(&pfd, 1, 200) > 0 ? feeder_fill(f) : 0;
+                        if (err == -EAGAIN)
+                                err = 0;
+                        else if (err)
+                                snprintf(msg, msglen, "%s: read: %s", path, strerror(-err));
+                }
+        }
+        feeder_close(f);
+        return err;
+}
+
+/* Everything a run would check, and the counts of what it would do; nothing written. */
+static int dry_run(struct run_opts *o)
+{
+        char msg[1024] = "";
+        struct dry_counts d = {.seen = grin_set_new(UINT32_MAX)};
+        struct source *src = NULL;
+        struct sink *sink = NULL;
+        struct auth *auth = NULL;
+        int err = d.seen ? 0 : -ENOMEM;
+        if (!err && o->grin.site.library) {
+                o->grin.site.ca_file = o->source.ca_file;
+                if ((o->source.header_file || o->source.oauth_file) &&
+                    auth_open(&auth, o->source.header_file, o->source.oauth_file, o->source.ca_file,
+                              msg, sizeof msg) < 0)
+                        err = -EACCES;
+                o->grin.site.auth = auth;
+                o->source.auth = auth;
+                if (!err && !o->source.tmpl)
+                        err = grin_url(&o->grin.site, "{file}", o->grin.tmpl);
+                if (!o->source.tmpl)
+                        o->source.tmpl = o->grin.tmpl;
+                if (!err)
+                        err =
+                            grin_catalog_open(&d.catalog, &o->grin.site, 1, true, msg, sizeof msg);
+        }
+        if (!err)
+                err = source_open(&src, &o->source, msg, sizeof msg);
+        o->sink.check_only = true;
+        if (!err && o->sink.dest)
+                err = sink_open(&sink, &o->sink, msg, sizeof msg);
+        if (!err && (err = journal_open_readonly(&d.journal, o->run.journal_path)) < 0)
+                snprintf(msg, sizeof msg, "--journal %s: %s", o->run.journal_path, strerror(-err));
+        if (!err && o->grin.queue == RUN_GRIN_QUEUE_UNCONVERTED) {
+                struct grin_sink gs = {dry_columns, dry_row, &d};
+                err = grin_unconverted_fetch(&o->grin.site, &gs, msg, sizeof msg);
+        } else if (!err && o->grin.queue == RUN_GRIN_QUEUE_CONVERTED) {
+                struct grin_sink gs = {dry_columns, dry_row, &d};
+                err = grin_list_fetch(&o->grin.site, GRIN_LIST_CONVERTED, &gs, msg, sizeof msg);
+        } else if (!err) {
+                err = dry_list(&d, o->run.barcodes_path, msg, sizeof msg);
+        }
+        if (err && err != -EINTR)
+                qlog("%s", msg[0] ? msg : strerror(-err));
+        if (!err && o->grin.queue == RUN_GRIN_QUEUE_UNCONVERTED)
+                qlog("dry run: %llu books GRIN has not converted: a run would request %llu "
+                     "conversions (%llu journaled already)",
+                     (unsigned long long)d.listed, (unsigned long long)d.fetch,
+                     (unsigned long long)d.skip);
+        else if (!err)
+                qlog("dry run: %llu books listed: %llu would be fetched, %llu skipped (delivered, "
+                     "per the journal), %llu repeated, %llu invalid lines",
+                     (unsigned long long)d.listed, (unsigned long long)d.fetch,
+                     (unsigned long long)d.skip, (unsigned long long)d.repeats,
+                     (unsigned long long)d.invalid);
+        if (!err)
+                qlog("dry run: the passphrase, the source's credentials and the destination check "
+                     "out; nothing was changed");
+        if (!err && d.catalog)
+                qlog("dry run: GRIN: %llu of them failed to convert, %llu in process (not "
+                     "fetched); the rest not converted yet would get a conversion request",
+                     (unsigned long long)d.failed, (unsigned long long)d.in_process);
+        if (d.journal)
+                journal_close(d.journal);
+        grin_catalog_close(d.catalog);
+        grin_set_free(d.seen);
+        if (sink)
+                sink->ops->close(sink);
+        if (src)
+                src->ops->close(src);
+        auth_close(auth);
+        return err == -EINTR ? RUN_EXIT_SIGNAL : err ? RUN_EXIT_USAGE : RUN_EXIT_OK;
 }
 
 int cmd_run(int argc, char **argv)
 {
-        static struct run run; /* large (cpu list); one per process */
-        struct run *r = &run;
-        int pa = parse_args(argc, argv, &r->cfg);
+        static struct run_opts opts; /* large (the cpu list) */
+        struct run_opts *o = &opts;
+        /* Before any thread exists (libcurl's resolver, the token refresher, the workers):
+         * they all inherit the mask, and the signals reach only the run's signalfd. */
+        run_signals_block();
+        int pa = parse_args(argc, argv, o);
         if (pa)
-                return pa > 0 ? 0 : EXIT_USAGE;
-        if (r->cfg.threads == 0) {
-                if (r->cfg.ncpus == 0)
-                        default_cpus(&r->cfg);
-                r->cfg.threads = r->cfg.ncpus;
-        }
-        r->nworkers = r->cfg.threads < r->cfg.workers ? r->cfg.threads : r->cfg.workers;
-
-        /* Every thread inherits this mask: the signals reach only the signalfd. */
-        sigset_t sigs;
-        sigemptyset(&sigs);
-        sigaddset(&sigs, SIGINT);
-        sigaddset(&sigs, SIGTERM);
-        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-        /* A shell starts background jobs with SIGINT ignored; blocked, it still queues. */
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGPIPE, SIG_IGN);
-        int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-
-        char staging_buf[4096];
-        struct feeder *f = NULL;
+                return pa > 0 ? 0 : RUN_EXIT_USAGE;
         curl_global_init(CURL_GLOBAL_DEFAULT);
-        if (sfd < 0 || run_setup(r, &f, staging_buf, sizeof staging_buf) < 0) {
-                run_release(r, f);
-                return EXIT_USAGE;
+        if (o->grin.queue == RUN_GRIN_QUEUE_UNCONVERTED || o->dry_run) {
+                int status = o->dry_run ? dry_run(o)
+                                        : run_grin_request_unconverted(&o->grin, &o->source,
+                                                                       o->run.journal_path, false);
+                free_secret(o->passphrase);
+                curl_global_cleanup();
+                return status;
         }
-
-        struct main_state m = {.r = r};
-        progress_init(r, feeder_count(r->cfg.barcodes_path));
-        r->workers = calloc(r->nworkers, sizeof *r->workers);
-        r->start_ns = now_ns();
-        if (!r->workers || keypool_start(r, r->nworkers) < 0 || workers_start(r) < 0) {
-                qlog("cannot start worker threads");
-                exit(EXIT_USAGE); /* threads may be running: no orderly teardown */
+        o->sink.interrupted = run_interrupted;
+        char staging[4096], msg[1024];
+        default_staging(o, staging, sizeof staging);
+        struct run *r = NULL;
+        struct source *src = NULL;
+        struct sink *sink = NULL;
+        int status = RUN_EXIT_USAGE;
+        int err = dest_dir_prepare(o->sink.dest);
+        if (err)
+                snprintf(msg, sizeof msg, "--dest %s: %s", o->sink.dest, strerror(-err));
+        if (!err && o->grin.site.library)
+                err = run_grin_open(&o->grin, &o->source, &o->run, msg, sizeof msg);
+        /* The run's locks first: the sink sweeps what a killed run left only under them. */
+        if (!err)
+                err = run_new(&r, &o->run, msg, sizeof msg);
+        if (!err && run_grin_start(&o->grin) < 0) {
+                snprintf(msg, sizeof msg, "cannot start reading GRIN's list");
+                err = -EAGAIN;
         }
-        main_loop(&m, f, sfd);
-        workers_join(r);
-        keypool_stop(r);
-        progress_print(r, "summary");
-        int rc = run_exit_status(&m);
-        free(r->workers);
-        run_release(r, f);
-        return rc;
+        if (!err)
+                err = source_open(&src, &o->source, msg, sizeof msg);
+        if (!err)
+                err = sink_open(&sink, &o->sink, msg, sizeof msg);
+        if (err)
+                qlog("%s", msg);
+        else
+                status = run_execute(r, src, sink);
+        if (err == -EINTR)
+                status = RUN_EXIT_SIGNAL;
+        run_free(r); /* also the reading end of GRIN's list: its producer stops */
+        run_grin_close(&o->grin);
+        if (atomic_load(&o->grin.list_failed) && status == RUN_EXIT_OK)
+                status = RUN_EXIT_FAILED;
+        if (sink)
+                sink->ops->close(sink);
+        if (src)
+                src->ops->close(src);
+        free_secret(o->passphrase);
+        curl_global_cleanup();
+        return status;
 }

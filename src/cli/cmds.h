@@ -11,10 +11,16 @@
 int cmd_decrypt(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_grin_list(int argc, char **argv);
+int cmd_grin_request(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int bench_decrypt(int argc, char **argv);
 int bench_queue(int argc, char **argv);
 
 extern const struct cmd_spec cmd_run_spec, cmd_decrypt_spec, cmd_report_spec;
+extern const struct cmd_spec cmd_grin_list_spec, cmd_grin_request_spec;
+extern const struct cmd_spec cmd_extract_spec, cmd_export_spec;
 extern const struct cmd_spec bench_decrypt_spec, bench_queue_spec;
 
 #endif

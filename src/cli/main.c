@@ -2,13 +2,16 @@
 #include "cmds.h"
 #include "quire/base/util.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 /* Every command, in the order `quire --help` and the man page list them. */
 static const struct cmd_spec *const commands[] = {
-    &cmd_run_spec, &cmd_decrypt_spec, &cmd_report_spec, &bench_decrypt_spec, &bench_queue_spec,
+    &cmd_run_spec,       &cmd_decrypt_spec,      &cmd_report_spec,
+    &cmd_grin_list_spec, &cmd_grin_request_spec, &cmd_extract_spec,
+    &cmd_export_spec,    &bench_decrypt_spec,    &bench_queue_spec,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -60,8 +63,21 @@ static int help(int argc, char **argv)
         return 0;
 }
 
+/* Core dumps are off unless a command line asks for them: the process holds the
+ * passphrase and bearer tokens. */
+static bool core_dumps_allowed(int argc, char **argv)
+{
+        for (int i = 1; i < argc; i++)
+                if (!strcmp(argv[i], "--allow-core-dumps"))
+                        return true;
+        return false;
+}
+
 int main(int argc, char **argv)
 {
+        std_fds_guard();
+        if (secrets_protect(core_dumps_allowed(argc, argv)) < 0)
+                qlog("warning: cannot keep secrets out of core dumps: %s", strerror(errno));
         if (argc < 2) {
                 opts_print_commands(commands, NCOMMANDS, stderr);
                 return 2;

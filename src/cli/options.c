@@ -147,6 +147,18 @@ int opts_count(const struct cmd_spec *c, int key, const char *arg, uint64_t lo, 
         return 0;
 }
 
+/* 5368709120 -> "5GiB", 1000 -> "1000": as a person would type it. */
+static void size_words(uint64_t v, char *buf, size_t n)
+{
+        static const char *const unit[] = {"", "KiB", "MiB", "GiB", "TiB"};
+        unsigned u = 0;
+        while (u < 4 && v && v % 1024 == 0) {
+                v /= 1024;
+                u++;
+        }
+        snprintf(buf, n, "%llu%s", (unsigned long long)v, unit[u]);
+}
+
 int opts_size(const struct cmd_spec *c, int key, const char *arg, uint64_t lo, uint64_t hi,
               uint64_t *out)
 {
@@ -156,9 +168,15 @@ int opts_size(const struct cmd_spec *c, int key, const char *arg, uint64_t lo, u
                                         "expected a size such as 64MiB, 512KiB or 4096, "
                                         "got '%s'",
                                         arg);
-        if (v < lo || v > hi)
-                return opts_usage_error(c, key, "expected a size from %llu to %llu bytes, got '%s'",
-                                        (unsigned long long)lo, (unsigned long long)hi, arg);
+        if (v < lo || v > hi) {
+                char a[32], b[32];
+                size_words(lo, a, sizeof a);
+                size_words(hi, b, sizeof b);
+                if (hi == UINT64_MAX)
+                        return opts_usage_error(c, key, "expected at least %s, got '%s'", a, arg);
+                return opts_usage_error(c, key, "expected a size from %s to %s, got '%s'", a, b,
+                                        arg);
+        }
         *out = v;
         return 0;
 }

@@ -1,29 +1,96 @@
-/* One book's way through a worker: wait for a download slot, fetch and decrypt inline
- * into a staging file, verify the MDC, sync, wait for an upload slot, deliver, journal.
- * Transient failures go back through a backoff timer; permanent ones end the book. */
-#include "quire/engine/engine.h"
+/* One book's way through a worker: [ask the destination] ─ wait for a download slot ─
+ * fetch and decrypt inline into a stage ─ verify the MDC ─ sync ─ wait for an upload slot
+ * ─ deliver ─ journal. Transient failures go back through a backoff timer; permanent ones
+ * end the book and the run goes on. */
+#include "book.h"
 
+#include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "quire/engine/journal.h"
-#include "quire/pgp/pgp.h"
-#include "quire/io/source.h"
+#include "digest.h"
+#include "keypool.h"
 #include "quire/base/util.h"
+#include "quire/engine/journal.h"
+#include "quire/engine/sink.h"
+#include "quire/engine/source.h"
+#include "quire/pgp/pgp.h"
+#include "run_int.h"
+#include "staging.h"
+#include "worker_int.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+/* Plaintext out can exceed ciphertext in by the decryptor's held-back MDC tail. */
+#define STAGING_SLACK 64
+#define BOOK_META_MAX 5
 
-static void book_try_sync(struct book *b);
+enum book_state {
+        BOOK_IDLE,
+        BOOK_LOOKUP, /* asking the destination whether it holds the book already */
+        BOOK_WAIT_DOWNLOAD,
+        BOOK_DOWNLOADING,
+        BOOK_FINISHING, /* flushing staged plaintext, syncing it */
+        BOOK_WAIT_UPLOAD,
+        BOOK_UPLOADING,
+        BOOK_BACKOFF,
+};
+
+struct book {
+        struct worker *w;
+        struct run *r;
+        enum book_state state;
+        struct queue_item item;
+        unsigned attempt;
+        struct pgp_dec *dec;
+        struct digest digest;
+        struct stage stage;
+        /* source */
+        struct source_slot *src;
+        bool head;      /* the request in flight is a HEAD (skip-unchanged) */
+        bool head_said; /* this slot already said the source refuses HEAD */
+        uint64_t fed;   /* body bytes handed to the decryptor */
+        bool room_wait; /* the source is paused until the stage has room */
+        size_t room_need;
+        int feed_error;  /* what stopped the transfer from our side */
+        int restart_err; /* a new stage could not be made when starting over */
+        int first_byte;  /* of the body, -1 before it: names an HTML page for what it is */
+        char etag[SOURCE_ETAG_MAX];
+        /* the key, derived beside the loop */
+        struct key_req key;
+        bool key_out;  /* the pool owns key */
+        bool key_wait; /* the source is paused until the key is back */
+        /* destination */
+        struct sink_slot *snk;
+        struct lookup lookup;
+        struct delivery delivery;
+        struct delivery_meta meta[BOOK_META_MAX];
+        char name[BARCODE_MAX + 16], original[FEEDER_FILE_MAX + 1], acquired[21];
+        char dest_etag[SINK_ETAG_MAX];
+        /* retries */
+        struct loop_op timer;
+        unsigned retry_after_s;
+        bool retry_upload; /* the backoff leads back to the upload, the stage kept */
+        /* Resuming a broken download: the decryptor, digests and stage stay as they were
+         * at `fed`, and the retry asks for the rest (If-Range: resume_etag). */
+        bool resume, resuming, restart_wait, no_resume;
+        char resume_etag[SOURCE_ETAG_MAX];
+        unsigned resumes;
+        uint64_t resumed_bytes; /* not fetched again thanks to resuming */
+        bool space_wait;        /* the failure was a full staging disk others will free */
+        uint64_t started_ns, dl_started_ns, ul_started_ns;
+        bool holds_download, holds_upload;
+        char detail[512];
+};
+
+static void book_failed(struct book *b, bool transient, bool run_level, bool upload,
+                        const char *detail);
+static void wait_download(struct book *b);
 
 /* Moves the book from one stage counter of the status line to another. */
 static void set_stage(struct book *b, enum book_state to)
 {
-        struct stats *s = &b->w->run->stats;
+        struct stats *s = &b->r->stats;
         atomic_int *counter[] = {
             [BOOK_LOOKUP] = &s->waiting,          [BOOK_WAIT_DOWNLOAD] = &s->waiting,
             [BOOK_DOWNLOADING] = &s->downloading, [BOOK_FINISHING] = &s->finishing,
@@ -37,304 +104,92 @@ static void set_stage(struct book *b, enum book_state to)
         b->state = to;
 }
 
-/* ---- staging writes ---------------------------------------------------------------- */
-
-static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
-{
-        while (n) {
-                ssize_t w = pwrite(fd, p, n, (off_t)off);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w <= 0)
-                        return w < 0 ? -errno : -EIO;
-                p += w;
-                n -= (size_t)w;
-                off += (uint64_t)w;
-        }
-        return 0;
-}
-
-static void on_write_done(struct loop_op *op, int res)
-{
-        struct wbuf *wb = container_of(op, struct wbuf, op);
-        struct book *b = wb->book;
-        b->writes_pending--;
-        if (res < 0) {
-                if (!b->write_error)
-                        b->write_error = res;
-        } else if ((size_t)res < wb->len) {
-                /* A short write to a regular file: finish it synchronously (rare). */
-                int err = pwrite_all(b->staging_fd, wb->data + res, wb->len - (size_t)res,
-                                     wb->off + (uint64_t)res);
-                if (err && !b->write_error)
-                        b->write_error = err;
-        }
-        wb->len = 0;
-        if (b->src_waiting && book_staging_room(b) >= b->src_wait_len) {
-                b->src_waiting = false;
-                source_resume(b);
-        }
-        if (b->state == BOOK_FINISHING)
-                book_try_sync(b);
-        else if (b->state == BOOK_IDLE && !b->writes_pending)
-                worker_pump_soon(b->w); /* the slot can take a new book now */
-}
-
-size_t book_staging_room(const struct book *b)
-{
-        size_t room = 0;
-        for (unsigned k = 0; k < BOOK_WBUFS; k++) {
-                const struct wbuf *wb = &b->wbufs[(b->wbuf_cur + k) % BOOK_WBUFS];
-                if (wb->op.pending)
-                        break;
-                room += BOOK_WBUF_SIZE - wb->len;
-        }
-        return room;
-}
-
-static void submit_wbuf(struct book *b, struct wbuf *wb)
-{
-        b->writes_pending++;
-        loop_write(b->w->loop, &wb->op, b->staging_fd, wb->data, wb->len, wb->off);
-}
-
-static int part_digest_push(struct book *b)
-{
-        if (b->nparts == b->parts_cap) {
-                unsigned cap = b->parts_cap ? b->parts_cap * 2 : 16;
-                void *p = realloc(b->part_sha256, cap * sizeof *b->part_sha256);
-                if (!p)
-                        return -ENOMEM;
-                b->part_sha256 = p;
-                b->parts_cap = cap;
-        }
-        EVP_DigestFinal_ex(b->part_sha256_ctx, b->part_sha256[b->nparts++], NULL);
-        EVP_DigestInit_ex(b->part_sha256_ctx, EVP_sha256(), NULL);
-        return 0;
-}
-
-/* Per-part digests for S3's multipart checksums, computed while the bytes are hot. */
-static int hash_parts(struct book *b, const uint8_t *p, size_t n)
-{
-        uint64_t part = b->w->run->cfg.part_size, off = b->staged;
-        while (n) {
-                uint64_t room = part - off % part;
-                size_t k = room < n ? (size_t)room : n;
-                EVP_DigestUpdate(b->part_sha256_ctx, p, k);
-                p += k;
-                n -= k;
-                off += k;
-                if (k == room && part_digest_push(b) < 0)
-                        return -ENOMEM;
-        }
-        return 0;
-}
-
-/* The decryptor's sink: hash the plaintext and stage it through the loop. When every
- * buffer is still being written, the bytes go out synchronously rather than stalling
- * the transfer (offsets are explicit, so order does not matter). */
-static int book_sink(void *ctx, const uint8_t *p, size_t n)
-{
-        struct book *b = ctx;
-        if (b->write_error)
-                return b->write_error; /* a full disk: stop the transfer now, not at its end */
-        atomic_fetch_add(&b->w->run->staging_used, n);
-        b->staged_counted += n;
-        EVP_DigestUpdate(b->sha256, p, n);
-        if (b->part_sha256_ctx && hash_parts(b, p, n) < 0)
-                return -ENOMEM;
-        while (n) {
-                struct wbuf *wb = &b->wbufs[b->wbuf_cur];
-                if (wb->op.pending) {
-                        int err = pwrite_all(b->staging_fd, p, n, b->staged);
-                        if (err)
-                                return err;
-                        b->staged += n;
-                        return 0;
-                }
-                if (wb->len == 0)
-                        wb->off = b->staged;
-                size_t k = BOOK_WBUF_SIZE - wb->len;
-                if (k > n)
-                        k = n;
-                memcpy(wb->data + wb->len, p, k);
-                wb->len += k;
-                b->staged += k;
-                p += k;
-                n -= k;
-                if (wb->len == BOOK_WBUF_SIZE) {
-                        submit_wbuf(b, wb);
-                        b->wbuf_cur = (b->wbuf_cur + 1) % BOOK_WBUFS;
-                }
-        }
-        return 0;
-}
-
-static int staging_open(struct book *b)
-{
-        const struct run_config *cfg = &b->w->run->cfg;
-        int n = snprintf(b->staging_path, sizeof b->staging_path, "%s/%s.tar.gz.quire-part",
-                         cfg->staging, b->item.barcode);
-        if (n < 0 || (size_t)n >= sizeof b->staging_path)
-                return -ENAMETOOLONG;
-        b->staging_fd = open(b->staging_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        return b->staging_fd < 0 ? -errno : 0;
-}
-
-/* The staged bytes leave the --staging-max account (delivered or dropped). */
-static void staging_uncount(struct book *b)
-{
-        if (!b->staged_counted)
-                return;
-        struct run *r = b->w->run;
-        atomic_fetch_sub(&r->staging_used, b->staged_counted);
-        b->staged_counted = 0;
-        /* Space came back: downloads held by a full staging disk may start again. */
-        if (atomic_exchange(&r->staging_full, false) || r->cfg.staging_max)
-                wake_download_waiters(r);
-}
-
-/* Room for another download: below --staging-max (a lone book may always start, so an
- * undersized limit slows the run instead of stopping it). */
-static bool staging_has_room(const struct run *r)
-{
-        uint64_t used = atomic_load(&r->staging_used);
-        if (used && atomic_load(&r->staging_full))
-                return false; /* the staging disk filled up: wait until a book leaves it */
-        return !r->cfg.staging_max || used < r->cfg.staging_max;
-}
-
-static void staging_remove(struct book *b)
-{
-        staging_uncount(b);
-        if (b->staging_fd >= 0) {
-                loop_flush(b->w->loop); /* queued writes name this fd: submit before close */
-                close(b->staging_fd);
-                b->staging_fd = -1;
-        }
-        if (b->staging_path[0]) {
-                unlink(b->staging_path);
-                b->staging_path[0] = 0;
-        }
-}
-
-/* ---- outcomes ---------------------------------------------------------------------- */
+/* ---- slots ------------------------------------------------------------------------- */
 
 static void release_download(struct book *b)
 {
         if (!b->holds_download)
                 return;
-        struct run *r = b->w->run;
         uint64_t now = now_ns();
-        atomic_fetch_add(&r->stats.busy_download_ns, now - b->dl_started_ns);
-        atomic_store(&r->stats.last_download_end_ns, now);
+        atomic_fetch_add(&b->r->stats.busy_download_ns, now - b->dl_started_ns);
+        atomic_store(&b->r->stats.last_download_end_ns, now);
         b->holds_download = false;
-        slots_release(r, &r->downloads);
+        slots_release(b->r, &b->r->downloads);
 }
 
 static void release_upload(struct book *b)
 {
         if (!b->holds_upload)
                 return;
-        struct run *r = b->w->run;
-        atomic_fetch_add(&r->stats.busy_upload_ns, now_ns() - b->ul_started_ns);
+        atomic_fetch_add(&b->r->stats.busy_upload_ns, now_ns() - b->ul_started_ns);
         b->holds_upload = false;
-        slots_release(r, &r->uploads);
+        slots_release(b->r, &b->r->uploads);
 }
+
+static void stage_drop(struct book *b)
+{
+        if (stage_remove(&b->stage, b->delivery.staging_taken))
+                run_wake_download_waiters(b->r);
+        b->delivery.staging_taken = false;
+}
+
+/* ---- outcomes ---------------------------------------------------------------------- */
 
 static void book_end(struct book *b)
 {
-        struct worker *w = b->w;
         set_stage(b, BOOK_IDLE);
-        w->busy_books--;
-        worker_pump_soon(w);
-        uint64_t one = 1;
-        ssize_t n = write(w->run->main_wake_fd, &one, sizeof one);
-        (void)n;
-}
-
-/* Counts failures that point at the whole run (wrong passphrase, authentication, the
- * destination); after max in a row the run stops taking books. */
-static void note_outcome(struct run *r, bool ok, bool run_level, const char *detail)
-{
-        if (ok) {
-                atomic_store(&r->consecutive_failures, 0);
-                return;
-        }
-        if (!run_level)
-                return;
-        unsigned n = atomic_fetch_add(&r->consecutive_failures, 1) + 1;
-        if (r->cfg.max_consecutive_failures && n == r->cfg.max_consecutive_failures) {
-                snprintf(r->failure_reason, sizeof r->failure_reason,
-                         "%u books in a row failed for a reason that concerns the whole run "
-                         "(last: %s)",
-                         n, detail);
-                atomic_store(&r->failure_stop, true);
-                uint64_t one = 1;
-                ssize_t wn = write(r->main_wake_fd, &one, sizeof one);
-                (void)wn;
-        }
+        inflight_remove(&b->r->inflight, b->item.barcode);
+        worker_book_ended(b->w);
 }
 
 /* The destination holds this very book already (same source ETag). */
 static void book_skip(struct book *b)
 {
-        struct run *r = b->w->run;
-        char detail[200];
+        char detail[SOURCE_ETAG_MAX + 64];
         snprintf(detail, sizeof detail, "unchanged at the source (ETag %s)", b->etag);
         set_stage(b, BOOK_IDLE); /* the status line must not count it in a stage */
         struct journal_rec rec = {
             .barcode = b->item.barcode, .outcome = "skipped", .detail = detail};
-        journal_append(r->journal, &rec);
-        progress_count(r, OUTCOME_SKIPPED, 0);
+        journal_append(b->r->journal, &rec);
+        progress_count(b->r, OUTCOME_SKIPPED, 0);
         book_end(b);
 }
 
 static void book_finish(struct book *b, bool ok, bool run_level, const char *detail)
 {
-        struct run *r = b->w->run;
-        staging_remove(b);
-        set_stage(b, BOOK_IDLE); /* the status line must not count it in a stage */
+        uint64_t bytes = b->stage.size;
+        char resumed[128];
+        if (ok && b->resumes) {
+                snprintf(resumed, sizeof resumed,
+                         "resumed %u time(s): %llu bytes not fetched again", b->resumes,
+                         (unsigned long long)b->resumed_bytes);
+                detail = resumed;
+        }
+        stage_drop(b);
+        set_stage(b, BOOK_IDLE);
         struct journal_rec rec = {
             .barcode = b->item.barcode,
+            .line = b->item.line,
             .outcome = ok ? "ok" : "failed",
-            .bytes = ok ? b->staged : 0,
-            .sha256_hex = ok ? b->sha256_hex : NULL,
+            .bytes = ok ? bytes : 0,
+            .sha256_hex = ok ? b->digest.sha256_hex : NULL,
             .detail = detail,
         };
-        journal_append(r->journal, &rec);
+        journal_append(b->r->journal, &rec);
         if (!ok)
                 qlog("%s (line %llu): failed: %s", b->item.barcode,
                      (unsigned long long)b->item.line, detail);
-        progress_count(r, ok ? OUTCOME_OK : OUTCOME_FAILED, ok ? b->staged : 0);
-        note_outcome(r, ok, run_level, detail ? detail : "");
+        b->resume = false;
+        progress_count(b->r, ok ? OUTCOME_OK : OUTCOME_FAILED, ok ? bytes : 0);
+        run_note_outcome(b->r, ok, run_level, detail ? detail : "");
         book_end(b);
 }
-
-static void book_failed(struct book *b, bool transient, bool run_level, bool upload,
-                        const char *detail);
-
-/* A staging write failed: a full disk is worth a retry, anything else is not. While other
- * books hold staging space, a full disk pauses new downloads until one of them leaves,
- * and this book waits for that too without spending a retry: the others' space will
- * come back. Alone on a full disk, the book only has its retries. */
-static void staging_failed(struct book *b, int err)
-{
-        static __thread char msg[sizeof b->staging_path + 64];
-        struct run *r = b->w->run;
-        bool full = err == -ENOSPC || err == -EDQUOT;
-        b->space_wait = full && atomic_load(&r->staging_used) > b->staged_counted;
-        snprintf(msg, sizeof msg, "staging %s: %s", b->staging_path, strerror(-err));
-        book_failed(b, full || err == -EMFILE, true, false, msg);
-}
-
-static void wait_download(struct book *b);
 
 static void on_backoff_done(struct loop_op *op, int res)
 {
         struct book *b = container_of(op, struct book, timer);
-        if (b->writes_pending) {
-                loop_timer(b->w->loop, &b->timer, 10000000u);
+        if (stage_busy(&b->stage)) {
+                loop_timer(b->w->loop, &b->timer, 10000000u); /* its last writes first */
                 return;
         }
         if (b->retry_upload) {
@@ -356,15 +211,16 @@ static uint64_t backoff_ns(unsigned attempt, unsigned retry_after_s)
         return base / 2 + (uint64_t)random() % base;
 }
 
-/* A failed attempt: retried when transient and attempts remain, else the book fails. */
+/* A failed attempt: retried when transient and attempts remain, else the book fails.
+ * While other books hold staging space, a full disk pauses new downloads until one of
+ * them leaves, and this book waits for that too without spending a retry. */
 static void book_failed(struct book *b, bool transient, bool run_level, bool upload,
                         const char *detail)
 {
-        struct run *r = b->w->run;
         bool space_wait = b->space_wait;
         b->space_wait = false;
-        if (!transient || (b->attempt >= r->cfg.retries && !space_wait) ||
-            atomic_load(&r->aborting)) {
+        if (!transient || (b->attempt >= b->r->cfg.retries && !space_wait) ||
+            atomic_load(&b->r->aborting)) {
                 if (transient && b->attempt)
                         snprintf(b->detail, sizeof b->detail, "%s (after %u retries)", detail,
                                  b->attempt);
@@ -374,12 +230,12 @@ static void book_failed(struct book *b, bool transient, bool run_level, bool upl
                 return;
         }
         b->retry_upload = upload;
-        if (!upload)
-                staging_remove(b);
+        if (!upload && !b->resume)
+                stage_drop(b);
+        set_stage(b, BOOK_BACKOFF);
         if (space_wait) {
-                atomic_store(&r->staging_full, true); /* after this book's space is freed */
+                atomic_store(&b->r->staging.full, true); /* after this book's space is freed */
                 qlog("%s: %s; waiting for staging space", b->item.barcode, detail);
-                set_stage(b, BOOK_BACKOFF);
                 loop_timer(b->w->loop, &b->timer, backoff_ns(1, 0));
                 return;
         }
@@ -387,23 +243,208 @@ static void book_failed(struct book *b, bool transient, bool run_level, bool upl
         uint64_t delay = backoff_ns(b->attempt, b->retry_after_s);
         qlog("%s: attempt %u failed (%s); retrying in %.1f s", b->item.barcode, b->attempt, detail,
              (double)delay / 1e9);
-        set_stage(b, BOOK_BACKOFF);
         loop_timer(b->w->loop, &b->timer, delay);
 }
 
-/* ---- download ---------------------------------------------------------------------- */
-
-static void on_synced(struct loop_op *op, int res)
+/* A staging write failed: a full disk is worth a retry, anything else is not. */
+static void staging_failed(struct book *b, int err)
 {
-        struct book *b = container_of(op, struct book, sync_op);
-        if (res < 0) {
-                book_failed(b, true, true, false, strerror(-res));
+        char msg[sizeof b->stage.path + 96];
+        b->space_wait = stage_disk_full_shared(&b->stage, err);
+        if (err == -EFBIG) {
+                snprintf(msg, sizeof msg, "larger than the %s's limit (%llu bytes)",
+                         b->r->cfg.max_book_size &&
+                                 b->r->staging.max_book == b->r->cfg.max_book_size
+                             ? "--max-book-size"
+                             : "destination",
+                         (unsigned long long)b->r->staging.max_book);
+                book_failed(b, false, false, false, msg);
                 return;
         }
-        EVP_DigestFinal_ex(b->sha256, b->sha256_raw, NULL);
-        hex_encode(b->sha256_raw, sizeof b->sha256_raw, b->sha256_hex);
-        uint64_t part = b->w->run->cfg.part_size;
-        if (b->part_sha256_ctx && (b->staged == 0 || b->staged % part) && part_digest_push(b) < 0) {
+        snprintf(msg, sizeof msg, "staging %s: %s", b->stage.path[0] ? b->stage.path : "file",
+                 strerror(-err));
+        bool full = err == -ENOSPC || err == -EDQUOT;
+        book_failed(b, full || err == -EMFILE || err == -ENFILE, true, false, msg);
+}
+
+/* ---- the destination --------------------------------------------------------------- */
+
+static void on_delivered(struct delivery *d, int rc, bool transient, const char *detail)
+{
+        struct book *b = container_of(d, struct book, delivery);
+        release_upload(b);
+        if (rc == 0)
+                book_finish(b, true, false, NULL);
+        else
+                book_failed(b, transient, true, true, detail);
+}
+
+static void add_meta(struct book *b, const char *name, const char *value)
+{
+        assert(b->delivery.nmeta < BOOK_META_MAX);
+        b->meta[b->delivery.nmeta++] = (struct delivery_meta){name, value};
+}
+
+/* The object carries what both quire and the Python pipeline read back (its spelling,
+ * underscores): a bucket either filled can be taken over by the other. */
+static void upload_begin(struct book *b)
+{
+        b->holds_upload = true;
+        b->ul_started_ns = now_ns();
+        set_stage(b, BOOK_UPLOADING);
+        utc_iso8601(b->acquired);
+        struct delivery *d = &b->delivery;
+        *d = (struct delivery){
+            .barcode = b->item.barcode,
+            .name = b->name,
+            .content_type = "application/gzip",
+            .fd = b->stage.fd,
+            .staging_path = b->stage.path,
+            .size = b->stage.size,
+            .part_sha256 = (const uint8_t(*)[32])b->digest.parts,
+            .nparts = b->digest.nparts,
+            .meta = b->meta,
+            .done = on_delivered,
+        };
+        memcpy(d->sha256, b->digest.sha256, sizeof d->sha256);
+        add_meta(b, "barcode", b->item.barcode);
+        add_meta(b, "acquisition_date", b->acquired);
+        if (b->etag[0])
+                add_meta(b, "encrypted_etag", b->etag);
+        add_meta(b, "original_filename", b->original);
+        add_meta(b, "plaintext-sha256", b->digest.sha256_hex);
+        b->r->sink->ops->deliver(b->snk, d);
+}
+
+static void on_lookup_done(struct lookup *lk, int rc, const char *detail)
+{
+        struct book *b = container_of(lk, struct book, lookup);
+        /* A failed lookup only costs a download: the delivery will report a broken
+         * destination if it is one. */
+        bool compare = rc == 0 && lk->found && lk->source_etag[0];
+        snprintf(b->dest_etag, sizeof b->dest_etag, "%s", compare ? lk->source_etag : "");
+        wait_download(b);
+}
+
+/* ---- the download ------------------------------------------------------------------ */
+
+/* The decryptor's sink: hash the plaintext and stage it. */
+static int on_plaintext(void *ctx, const uint8_t *p, size_t n)
+{
+        struct book *b = ctx;
+        if (digest_update(&b->digest, p, n) < 0)
+                return -ENOMEM;
+        return stage_write(&b->stage, p, n);
+}
+
+/* The decryptor stopped at a symmetric-key packet whose key it needs: the key pool
+ * derives it while this worker serves its other transfers, and the rest of the bytes
+ * wait at the source (the decryptor never derives on the loop: a message that asks for
+ * more than PGP_MAX_DERIVE keys fails). */
+static void key_ask(struct book *b)
+{
+        pgp_key_wanted(b->dec, &b->key.job);
+        b->key_out = b->key_wait = true;
+        b->w->keys_out++;
+        keypool_submit(b->r->keypool, &b->key, &b->w->key_done);
+}
+
+/* The source sent the whole body again instead of the rest (no ranges, or the object
+ * changed): start this book over, once the stage's last writes are done. */
+static int restart_body(struct book *b)
+{
+        if (stage_busy(&b->stage)) {
+                b->restart_wait = true;
+                return SOURCE_PAUSE;
+        }
+        b->restart_wait = false;
+        stage_drop(b);
+        int err = stage_open(&b->stage, b->item.barcode);
+        if (err) {
+                b->feed_error = PGP_ESINK;
+                b->restart_err = err;
+                return -1;
+        }
+        pgp_reset(b->dec, b->r->cfg.passphrase, b->r->cfg.passlen, on_plaintext, b);
+        digest_reset(&b->digest);
+        b->resumed_bytes -= b->fed < b->resumed_bytes ? b->fed : b->resumed_bytes;
+        b->fed = 0;
+        b->first_byte = -1;
+        return 0;
+}
+
+static int on_src_data(void *owner, uint64_t off, const uint8_t *p, size_t n)
+{
+        struct book *b = owner;
+        if (b->resuming) {
+                if (off == 0 && b->fed > 0) {
+                        int rc = restart_body(b);
+                        if (rc)
+                                return rc;
+                } else {
+                        b->resumes++;
+                        b->resumed_bytes += b->fed;
+                        atomic_fetch_add(&b->r->stats.bytes_resumed, b->fed);
+                }
+                b->resuming = false;
+        }
+        if (off + n <= b->fed)
+                return 0; /* delivered again after a pause: taken already */
+        assert(off <= b->fed);
+        p += b->fed - off;
+        n -= (size_t)(b->fed - off);
+        if (b->key_wait)
+                return SOURCE_PAUSE; /* handed over again once the key is back */
+        size_t need = n + STAGING_SLACK;
+        if (need > STAGE_BUFS * STAGE_BUF_SIZE)
+                need = STAGE_BUFS * STAGE_BUF_SIZE;
+        if (stage_room(&b->stage) < need) {
+                /* Staging writes still in flight: the source keeps these bytes and stops
+                 * reading until on_stage_room() resumes it. */
+                b->room_wait = true;
+                b->room_need = need;
+                return SOURCE_PAUSE;
+        }
+        int rc = pgp_feed(b->dec, p, n);
+        size_t took = rc == PGP_NEEDKEY ? pgp_consumed(b->dec) : n;
+        atomic_fetch_add(&b->r->stats.bytes_in, took);
+        if (b->fed == 0 && n)
+                b->first_byte = p[0];
+        b->fed += took;
+        if (rc == PGP_NEEDKEY) {
+                key_ask(b);
+                return SOURCE_PAUSE; /* the source keeps the rest; fed says what was taken */
+        }
+        if (rc) {
+                b->feed_error = rc;
+                return rc;
+        }
+        return 0;
+}
+
+static void on_stage_room(void *owner)
+{
+        struct book *b = owner;
+        if (b->restart_wait && !stage_busy(&b->stage)) {
+                b->restart_wait = false;
+                b->r->source->ops->resume(b->src);
+        }
+        if (b->room_wait && stage_room(&b->stage) >= b->room_need) {
+                b->room_wait = false;
+                b->r->source->ops->resume(b->src);
+        }
+        if (b->state == BOOK_IDLE && !stage_busy(&b->stage))
+                worker_pump_soon(b->w); /* the slot can take a new book now */
+}
+
+static void on_stage_synced(void *owner, int rc)
+{
+        struct book *b = owner;
+        if (rc < 0) {
+                staging_failed(b, rc);
+                return;
+        }
+        if (digest_final(&b->digest) < 0) {
                 book_failed(b, true, false, false, "out of memory");
                 return;
         }
@@ -412,114 +453,174 @@ static void on_synced(struct loop_op *op, int res)
         book_pump(b);
 }
 
-/* Once every staged byte is written, make it durable before it can be published: a
- * journal line must never claim a book the disk does not hold. */
-static void book_try_sync(struct book *b)
+/* The source lacks the book, and its catalog says why (GRIN: the conversion failed, is
+ * in process, or was requested now): journaled as such, not as a failure of the run. */
+static bool book_missing(struct book *b)
 {
-        if (b->writes_pending)
-                return;
-        if (b->write_error) {
-                staging_failed(b, b->write_error);
-                return;
-        }
-        loop_fdatasync(b->w->loop, &b->sync_op, b->staging_fd);
+        struct source *src = b->r->source;
+        struct source_missing m = {0};
+        if (!src->ops->missing)
+                return false;
+        src->ops->missing(src, b->item.barcode, &m);
+        if (!m.outcome)
+                return false;
+        stage_drop(b);
+        set_stage(b, BOOK_IDLE);
+        struct journal_rec rec = {.barcode = b->item.barcode,
+                                  .outcome = m.outcome,
+                                  .detail = m.detail[0] ? m.detail : NULL};
+        journal_append(b->r->journal, &rec);
+        enum outcome o = !strcmp(m.outcome, "requested")           ? OUTCOME_REQUESTED
+                         : !strcmp(m.outcome, "in-process")        ? OUTCOME_IN_PROCESS
+                         : !strcmp(m.outcome, "conversion-failed") ? OUTCOME_CONVERSION_FAILED
+                                                                   : OUTCOME_SKIPPED;
+        if (o == OUTCOME_CONVERSION_FAILED)
+                qlog("%s (line %llu): conversion failed at the source: %s", b->item.barcode,
+                     (unsigned long long)b->item.line, m.detail);
+        progress_count(b->r, o, 0);
+        book_end(b);
+        return true;
 }
 
-/* The source delivered its last byte (or failed). */
-void book_download_done(struct book *b, const struct source_result *res)
+static void download_failed(struct book *b, const struct source_result *res)
 {
-        release_download(b);
-        if (res->error) {
-                book_failed(b, res->transient, res->run_level, false, res->error);
+        if (res->status == SOURCE_NOT_FOUND && book_missing(b))
+                return;
+        if (res->status == SOURCE_STOPPED && b->feed_error == PGP_ESINK) {
+                int err = b->restart_err ? b->restart_err : -pgp_sink_errno(b->dec);
+                b->restart_err = 0;
+                staging_failed(b, err);
                 return;
         }
-        int rc = b->feed_error ? b->feed_error : pgp_finish(b->dec);
-        if (rc) {
-                char msg[200];
-                if (rc == PGP_ESINK) {
-                        staging_failed(b, -pgp_sink_errno(b->dec)); /* a positive errno */
-                        return;
-                }
-                snprintf(msg, sizeof msg, "%s", pgp_detail(b->dec));
-                /* A wrong passphrase or a source that serves something else than OpenPGP (a
-                 * login page) concerns every book; a tampered book concerns only itself. */
-                book_failed(b, false, rc == PGP_EBADPASS || rc == PGP_ENOTPGP, false, msg);
+        if (res->status == SOURCE_STOPPED || res->status == SOURCE_OK) {
+                /* A wrong passphrase, or a source that serves something else than OpenPGP
+                 * (a login page), concerns every book; a tampered book only itself. */
+                int rc = b->feed_error;
+                const char *why = pgp_detail(b->dec);
+                if (rc == PGP_ENOTPGP && b->first_byte == '<')
+                        why = "the source sent an HTML or XML page, not an archive (a login or "
+                              "error page: check the credentials)";
+                book_failed(b, false, rc == PGP_EBADPASS || rc == PGP_ENOTPGP, false, why);
+                return;
+        }
+        b->retry_after_s = res->retry_after_s;
+        if (res->range_refused)
+                b->no_resume = true;
+        /* A transfer that broke after some bytes continues from there: the decryptor
+         * holds its state at exactly `fed`. Only against the same object: HTTP needs a
+         * strong ETag for If-Range. */
+        b->resume = res->status == SOURCE_TRANSIENT && b->fed > 0 && !b->no_resume &&
+                    (!strcmp(b->r->source->kind, "file") || (res->etag[0] && !res->etag_weak));
+        if (b->resume)
+                snprintf(b->resume_etag, sizeof b->resume_etag, "%s", res->etag);
+        book_failed(b, res->status == SOURCE_TRANSIENT, res->run_level, false, res->detail);
+}
+
+static void download_done(struct book *b, const struct source_result *res)
+{
+        release_download(b);
+        b->room_wait = b->key_wait = false; /* the source is done: nothing to resume */
+        snprintf(b->etag, sizeof b->etag, "%s", res->etag);
+        if (res->status == SOURCE_OK && !b->feed_error)
+                b->feed_error = pgp_finish(b->dec);
+        if (res->status != SOURCE_OK || b->feed_error) {
+                download_failed(b, res);
                 return;
         }
         set_stage(b, BOOK_FINISHING);
-        struct wbuf *wb = &b->wbufs[b->wbuf_cur];
-        if (wb->len && !wb->op.pending)
-                submit_wbuf(b, wb);
-        book_try_sync(b);
+        stage_finish(&b->stage);
 }
 
-/* Feeds ciphertext from the source to the decryptor; 0 or a PGP_E* code. */
-int book_feed(struct book *b, const uint8_t *p, size_t n)
+/* The retry of a broken download asks for the rest. */
+static void resume_begin(struct book *b)
 {
-        atomic_fetch_add(&b->w->run->stats.bytes_in, n);
-        int rc = pgp_feed(b->dec, p, n);
-        if (rc)
-                b->feed_error = rc;
-        return rc;
+        b->resume = false;
+        b->resuming = true;
+        b->feed_error = 0;
+        b->room_wait = false;
+        b->head = false;
+        struct source_request req = {.barcode = b->item.barcode,
+                                     .file = b->original,
+                                     .offset = b->fed,
+                                     .if_range = b->resume_etag[0] ? b->resume_etag : NULL};
+        b->r->source->ops->begin(b->src, &req);
 }
 
-/* Opens the staging file and starts the GET; the download slot is held. */
 static void fetch_begin(struct book *b)
 {
-        struct run *r = b->w->run;
-        b->staged = 0;
-        b->wbuf_cur = 0;
-        b->write_error = 0;
+        if (b->resume) {
+                resume_begin(b);
+                return;
+        }
+        b->resuming = false;
+        b->fed = 0;
         b->feed_error = 0;
-        b->src_waiting = false;
-        b->key_tried = false;
-        b->key_waiting = false;
-        for (unsigned i = 0; i < BOOK_WBUFS; i++)
-                b->wbufs[i].len = 0;
-        int err = staging_open(b);
+        b->first_byte = -1;
+        b->room_wait = false;
+        int err = stage_open(&b->stage, b->item.barcode);
         if (err) {
                 release_download(b);
                 staging_failed(b, err);
                 return;
         }
-        pgp_reset(b->dec, r->cfg.passphrase, r->cfg.passlen, book_sink, b);
-        EVP_DigestInit_ex(b->sha256, EVP_sha256(), NULL);
-        b->nparts = 0;
-        if (b->part_sha256_ctx)
-                EVP_DigestInit_ex(b->part_sha256_ctx, EVP_sha256(), NULL);
-        source_begin(b);
+        pgp_reset(b->dec, b->r->cfg.passphrase, b->r->cfg.passlen, on_plaintext, b);
+        digest_reset(&b->digest);
+        b->head = false;
+        struct source_request req = {.barcode = b->item.barcode, .file = b->original};
+        b->r->source->ops->begin(b->src, &req);
 }
 
-static void download_begin(struct book *b)
+static void head_done(struct book *b, const struct source_result *res)
 {
-        struct run *r = b->w->run;
-        b->holds_download = true;
-        b->dl_started_ns = now_ns();
-        uint_fast64_t zero = 0;
-        atomic_compare_exchange_strong(&r->stats.first_download_ns, &zero, b->dl_started_ns);
-        set_stage(b, BOOK_DOWNLOADING);
-        b->retry_after_s = 0;
-        if (b->source_head)
-                source_begin(b); /* HEAD first: the destination may hold this very book */
-        else
-                fetch_begin(b);
-}
-
-void book_head_done(struct book *b, const struct source_result *res)
-{
-        if (res->error) {
-                release_download(b);
-                book_failed(b, res->transient, res->run_level, false, res->error);
-                return;
-        }
-        if (b->etag[0] && !strcmp(b->etag, b->dest_etag)) {
+        if (res->status == SOURCE_OK && res->etag[0] && !strcmp(res->etag, b->dest_etag)) {
+                snprintf(b->etag, sizeof b->etag, "%s", res->etag);
                 release_download(b);
                 book_skip(b);
                 return;
         }
-        /* Changed (or no ETag to compare): fetch it, keeping the download slot. */
-        b->source_head = false;
-        fetch_begin(b);
+        if (res->status == SOURCE_OK || res->status == SOURCE_NOT_FOUND ||
+            (res->status == SOURCE_FAILED && res->http_status >= 400 && res->http_status < 500)) {
+                /* Changed, or a source that does not answer HEAD the way it answers GET
+                 * (404, 405): the fetch decides. */
+                if (res->status != SOURCE_OK && !b->head_said) {
+                        b->head_said = true;
+                        qlog("notice: the source answered HEAD with HTTP %ld; fetching books "
+                             "the destination holds instead of comparing ETags",
+                             res->http_status);
+                }
+                fetch_begin(b); /* keeps the download slot */
+                return;
+        }
+        release_download(b);
+        b->retry_after_s = res->retry_after_s;
+        book_failed(b, res->status == SOURCE_TRANSIENT, res->run_level, false, res->detail);
+}
+
+static void on_src_done(void *owner, const struct source_result *res)
+{
+        struct book *b = owner;
+        if (b->head)
+                head_done(b, res);
+        else
+                download_done(b, res);
+}
+
+static void download_begin(struct book *b)
+{
+        b->holds_download = true;
+        b->dl_started_ns = now_ns();
+        uint_fast64_t zero = 0;
+        atomic_compare_exchange_strong(&b->r->stats.first_download_ns, &zero, b->dl_started_ns);
+        set_stage(b, BOOK_DOWNLOADING);
+        b->retry_after_s = 0;
+        if (!b->dest_etag[0]) {
+                fetch_begin(b);
+                return;
+        }
+        /* HEAD first: the destination may hold this very book. */
+        b->head = true;
+        struct source_request req = {.barcode = b->item.barcode, .file = b->original, .head = true};
+        b->r->source->ops->begin(b->src, &req);
 }
 
 static void wait_download(struct book *b)
@@ -530,39 +631,34 @@ static void wait_download(struct book *b)
         book_pump(b);
 }
 
-void book_lookup_done(struct book *b, int rc, const char *etag, const char *detail)
+void book_key_done(struct key_req *req)
 {
-        /* A failed lookup only costs a download: the delivery will report a broken
-         * destination if it is one. */
-        b->source_head = rc == 0 && etag && etag[0];
-        snprintf(b->dest_etag, sizeof b->dest_etag, "%s", b->source_head ? etag : "");
-        wait_download(b);
-}
-
-static void upload_begin(struct book *b)
-{
-        b->holds_upload = true;
-        b->ul_started_ns = now_ns();
-        set_stage(b, BOOK_UPLOADING);
-        b->w->run->sink->deliver(b);
-}
-
-void book_delivered(struct book *b, int rc, bool transient, const char *detail)
-{
-        release_upload(b);
-        if (rc == 0)
-                book_finish(b, true, false, NULL);
-        else
-                book_failed(b, transient, true, true, detail);
+        struct book *b = container_of(req, struct book, key);
+        b->key_out = false;
+        b->w->keys_out--;
+        bool wanted = b->key_wait && b->state == BOOK_DOWNLOADING;
+        b->key_wait = false;
+        if (wanted && req->job.ready)
+                pgp_key_offer(b->dec, &req->job);
+        explicit_bzero(&req->job, sizeof req->job);
+        if (wanted)
+                b->r->source->ops->resume(b->src);
+        else if (b->state == BOOK_WAIT_DOWNLOAD)
+                book_pump(b);
+        else if (b->state == BOOK_IDLE)
+                worker_pump_soon(b->w);
 }
 
 /* ---- slot lifecycle ---------------------------------------------------------------- */
 
 void book_pump(struct book *b)
 {
-        struct run *r = b->w->run;
-        if (b->state == BOOK_WAIT_DOWNLOAD && staging_has_room(r) &&
-            slots_try_acquire(&r->downloads)) {
+        struct run *r = b->r;
+        if (b->state == BOOK_WAIT_DOWNLOAD) {
+                /* A key job of the last attempt still out would be overwritten. */
+                if (b->key_out || !staging_has_room(&r->staging) ||
+                    !slots_try_acquire(&r->downloads))
+                        return;
                 atomic_fetch_sub(&b->w->waiting_dl, 1);
                 download_begin(b);
         } else if (b->state == BOOK_WAIT_UPLOAD && slots_try_acquire(&r->uploads)) {
@@ -571,88 +667,101 @@ void book_pump(struct book *b)
         }
 }
 
+bool book_idle(const struct book *b)
+{
+        return b->state == BOOK_IDLE && !stage_busy(&b->stage) && !b->key_out;
+}
+
 void book_start(struct book *b, const struct queue_item *item)
 {
         b->item = *item;
         b->attempt = 0;
         b->retry_upload = false;
+        b->resume = b->resuming = b->restart_wait = b->no_resume = false;
+        b->resumes = 0;
+        b->resumed_bytes = 0;
         b->started_ns = now_ns();
-        b->source_head = false;
-        b->etag[0] = 0;
-        const struct run *r = b->w->run;
-        if (r->sink->lookup && !r->cfg.force) {
+        b->etag[0] = b->dest_etag[0] = 0;
+        snprintf(b->name, sizeof b->name, "%s.tar.gz", item->barcode);
+        if (item->file[0])
+                snprintf(b->original, sizeof b->original, "%s", item->file);
+        else
+                snprintf(b->original, sizeof b->original, "%s.tar.gz.gpg", item->barcode);
+        const struct sink *s = b->r->sink;
+        if (s->ops->lookup && !b->r->cfg.force) {
                 set_stage(b, BOOK_LOOKUP);
-                r->sink->lookup(b);
+                b->lookup = (struct lookup){
+                    .barcode = item->barcode, .name = b->name, .done = on_lookup_done};
+                s->ops->lookup(b->snk, &b->lookup);
                 return;
         }
         wait_download(b);
 }
 
-/* Second Ctrl-C: drop the book wherever it is, leaving nothing partial behind. Buffers
- * whose writes are still in flight stay allocated until the worker's loop is drained. */
 void book_abort(struct book *b)
 {
-        struct worker *w = b->w;
         switch (b->state) {
+        case BOOK_IDLE:
+                return;
         case BOOK_WAIT_DOWNLOAD:
-                atomic_fetch_sub(&w->waiting_dl, 1);
+                atomic_fetch_sub(&b->w->waiting_dl, 1);
                 break;
         case BOOK_WAIT_UPLOAD:
-                atomic_fetch_sub(&w->waiting_ul, 1);
+                atomic_fetch_sub(&b->w->waiting_ul, 1);
                 break;
         case BOOK_DOWNLOADING:
-                source_abort(b);
+                b->r->source->ops->abort(b->src);
                 break;
         case BOOK_UPLOADING:
         case BOOK_LOOKUP:
-                w->run->sink->abort(b);
+                b->r->sink->ops->abort(b->snk);
                 break;
         default:
                 break;
         }
-        loop_cancel(w->loop, &b->timer);
-        loop_cancel(w->loop, &b->sync_op);
+        b->key_wait = b->room_wait = b->restart_wait = b->resume = false;
+        loop_cancel(b->w->loop, &b->timer);
         release_download(b);
         release_upload(b);
-        staging_remove(b);
+        stage_drop(b);
         book_end(b);
 }
 
-int book_init(struct book *b, struct worker *w)
+int book_new(struct book **out, struct worker *w)
 {
+        struct book *b = calloc(1, sizeof *b);
+        if (!b)
+                return -ENOMEM;
+        *out = b;
         b->w = w;
-        b->staging_fd = -1;
-        b->src_fd = -1;
+        b->r = w->run;
         b->timer.fn = on_backoff_done;
-        b->sync_op.fn = on_synced;
-        if (pgp_new(&b->dec) < 0)
-                return -ENOMEM;
-        b->sha256 = EVP_MD_CTX_new();
-        if (!b->sha256)
-                return -ENOMEM;
-        if (w->run->cfg.part_size) {
-                b->part_sha256_ctx = EVP_MD_CTX_new();
-                if (!b->part_sha256_ctx)
-                        return -ENOMEM;
-        }
-        for (unsigned i = 0; i < BOOK_WBUFS; i++) {
-                struct wbuf *wb = &b->wbufs[i];
-                wb->book = b;
-                wb->op.fn = on_write_done;
-                wb->data = malloc(BOOK_WBUF_SIZE);
-                if (!wb->data)
-                        return -ENOMEM;
-        }
-        return source_init(b);
+        static const struct source_events events = {.data = on_src_data, .done = on_src_done};
+        int err = pgp_new(&b->dec) < 0 ? -ENOMEM : 0;
+        if (!err)
+                pgp_set_defer_keys(b->dec, true); /* every S2K beside the loop */
+        if (!err)
+                err = digest_init(&b->digest, b->r->sink->part_size);
+        if (!err)
+                err = stage_init(&b->stage, &b->r->staging, w->loop, on_stage_room, on_stage_synced,
+                                 b);
+        if (!err)
+                err = b->r->source->ops->slot_new(b->r->source, w, &events, b, &b->src);
+        if (!err)
+                err = b->r->sink->ops->slot_new(b->r->sink, w, &b->snk);
+        return err;
 }
 
-void book_destroy(struct book *b)
+void book_free(struct book *b)
 {
-        source_destroy(b);
-        for (unsigned i = 0; i < BOOK_WBUFS; i++)
-                free(b->wbufs[i].data);
-        EVP_MD_CTX_free(b->sha256);
-        EVP_MD_CTX_free(b->part_sha256_ctx);
-        free(b->part_sha256);
+        if (!b)
+                return;
+        if (b->snk)
+                b->r->sink->ops->slot_free(b->snk);
+        if (b->src)
+                b->r->source->ops->slot_free(b->src);
+        stage_destroy(&b->stage);
+        digest_destroy(&b->digest);
         pgp_free(b->dec);
+        free(b);
 }

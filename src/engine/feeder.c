@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 /* Far more than a barcode with generous padding; what does not fit is invalid anyway. */
-#define FEEDER_BUF 4096
+#define FEEDER_BUF 65536
 
 /* Reasons are static strings so a caller may keep them without copying. */
 #define CTL(h) [0x##h] = "control byte 0x" #h
@@ -105,32 +105,68 @@ enum overflow { OVF_NONE, OVF_BLANK, OVF_COMMENT, OVF_LONG };
 
 struct feeder {
         int fd;
-        bool own_fd, eof;
+        bool own_fd, eof, regular;
+        bool files; /* lines may carry "<TAB>FILE" after the barcode */
+        char file[FEEDER_FILE_MAX + 1];
+        bool counting; /* a private copy counting the lines: reads by pread at off */
+        uint64_t off;
         enum overflow ovf;
         uint64_t line; /* physical lines consumed */
         size_t start, end;
         char buf[FEEDER_BUF];
 };
 
-int feeder_open(struct feeder **out, const char *path)
+static int feeder_wrap(struct feeder **out, int fd, bool own)
 {
         struct feeder *f = malloc(sizeof *f);
         if (!f)
                 return -ENOMEM;
         memset(f, 0, offsetof(struct feeder, buf));
-        if (!strcmp(path, "-")) {
-                f->fd = STDIN_FILENO;
-        } else {
-                f->fd = open(path, O_RDONLY | O_CLOEXEC);
-                if (f->fd < 0) {
-                        int e = errno;
-                        free(f);
-                        return -e;
-                }
-                f->own_fd = true;
+        f->fd = fd;
+        f->own_fd = own;
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+                int err = -errno;
+                free(f);
+                return err;
         }
+        if (S_ISDIR(st.st_mode)) {
+                free(f);
+                return -EISDIR;
+        }
+        f->regular = S_ISREG(st.st_mode);
         *out = f;
         return 0;
+}
+
+int feeder_open_fd(struct feeder **out, int fd)
+{
+        return feeder_wrap(out, fd, true);
+}
+
+void feeder_accept_files(struct feeder *f)
+{
+        f->files = true;
+}
+
+const char *feeder_file(const struct feeder *f)
+{
+        return f->file[0] ? f->file : NULL;
+}
+
+int feeder_open(struct feeder **out, const char *path)
+{
+        if (!strcmp(path, "-"))
+                return feeder_wrap(out, STDIN_FILENO, false);
+        /* O_NONBLOCK: opening a FIFO would otherwise wait for its writer, deaf to
+         * signals; the poll loop waits for it instead. */
+        int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        int err = feeder_wrap(out, fd, true);
+        if (err)
+                close(fd);
+        return err;
 }
 
 void feeder_close(struct feeder *f)
@@ -147,6 +183,11 @@ int feeder_fd(const struct feeder *f)
         return f->fd;
 }
 
+bool feeder_regular(const struct feeder *f)
+{
+        return f->regular;
+}
+
 static bool blank(char c)
 {
         return c == ' ' || c == '\t';
@@ -154,7 +195,34 @@ static bool blank(char c)
 
 /* Classifies one whole line (without its newline); FEED_EOF means it holds nothing (blank
  * or comment) and the caller reads on. */
-static enum feeder_result take_line(char *s, size_t n, char out[BARCODE_MAX + 1], const char **why)
+/* "BARCODE<TAB>FILE": the file name at the source, checked as a barcode is (no '/', no
+ * leading '.', no "..") and at most FEEDER_FILE_MAX bytes. n shrinks to the barcode. */
+static const char *take_file(struct feeder *f, const char *s, size_t *n)
+{
+        f->file[0] = 0;
+        const char *tab = f->files ? memchr(s, '\t', *n) : NULL;
+        if (!tab)
+                return NULL;
+        const char *name = tab + 1;
+        size_t len = (size_t)(s + *n - name);
+        const char *end = memchr(name, '\t', len); /* more columns may follow: ignored */
+        if (end)
+                len = (size_t)(end - name);
+        *n = (size_t)(tab - s);
+        while (*n && blank(s[*n - 1]))
+                (*n)--;
+        if (len > FEEDER_FILE_MAX)
+                return "file name longer than 96 bytes";
+        const char *why = len ? barcode_invalid(name, len) : "empty file name";
+        if (why && strcmp(why, "longer than 64 bytes"))
+                return why;
+        memcpy(f->file, name, len);
+        f->file[len] = 0;
+        return NULL;
+}
+
+static enum feeder_result take_line(struct feeder *f, char *s, size_t n, char out[BARCODE_MAX + 1],
+                                    const char **why)
 {
         while (n && (blank(s[n - 1]) || s[n - 1] == '\r'))
                 n--;
@@ -164,6 +232,9 @@ static enum feeder_result take_line(char *s, size_t n, char out[BARCODE_MAX + 1]
         }
         if (n == 0 || *s == '#')
                 return FEED_EOF;
+        *why = take_file(f, s, &n);
+        if (*why)
+                return FEED_INVALID;
         *why = barcode_invalid(s, n);
         if (*why)
                 return FEED_INVALID;
@@ -199,30 +270,32 @@ static bool overflow_drain(struct feeder *f, enum feeder_result *res, const char
         return true;
 }
 
-/* Makes room and reads more; 0, 1 at end of input, -1 with errno on error. */
-static int fill(struct feeder *f)
+int feeder_fill(struct feeder *f)
 {
+        if (f->eof)
+                return 0;
         if (f->start) {
                 memmove(f->buf, f->buf + f->start, f->end - f->start);
                 f->end -= f->start;
                 f->start = 0;
         }
-        if (f->end == sizeof f->buf && f->ovf == OVF_NONE)
-                f->ovf = OVF_BLANK; /* the line does not fit: stream the rest past */
-        if (f->ovf != OVF_NONE)
-                return 0;
         for (;;) {
-                ssize_t r = read(f->fd, f->buf + f->end, sizeof f->buf - f->end);
+                size_t room = sizeof f->buf - f->end;
+                ssize_t r = f->counting ? pread(f->fd, f->buf + f->end, room, (off_t)f->off)
+                                        : read(f->fd, f->buf + f->end, room);
                 if (r > 0) {
                         f->end += (size_t)r;
+                        f->off += (uint64_t)r;
                         return 0;
                 }
                 if (r == 0) {
                         f->eof = true;
-                        return 1;
+                        return 0;
                 }
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                        return -EAGAIN;
                 if (errno != EINTR)
-                        return -1;
+                        return -errno;
         }
 }
 
@@ -232,18 +305,9 @@ enum feeder_result feeder_next(struct feeder *f, char out[BARCODE_MAX + 1], uint
         for (;;) {
                 enum feeder_result res;
                 if (f->ovf != OVF_NONE) {
-                        if (f->start == f->end && !f->eof) {
-                                f->start = f->end = 0;
-                                ssize_t r;
-                                do
-                                        r = read(f->fd, f->buf, sizeof f->buf);
-                                while (r < 0 && errno == EINTR);
-                                if (r < 0)
-                                        return FEED_ERROR;
-                                f->end = (size_t)r;
-                                f->eof = r == 0;
-                        }
-                        if (overflow_drain(f, &res, why) && res != FEED_EOF) {
+                        if (!overflow_drain(f, &res, why))
+                                return FEED_AGAIN;
+                        if (res != FEED_EOF) {
                                 *line = f->line;
                                 return res;
                         }
@@ -256,7 +320,7 @@ enum feeder_result feeder_next(struct feeder *f, char out[BARCODE_MAX + 1], uint
                         size_t len = nl ? (size_t)(nl - p) : avail;
                         f->start += nl ? len + 1 : len;
                         f->line++;
-                        res = take_line(p, len, out, why);
+                        res = take_line(f, p, len, out, why);
                         if (res != FEED_EOF) {
                                 *line = f->line;
                                 return res;
@@ -265,31 +329,41 @@ enum feeder_result feeder_next(struct feeder *f, char out[BARCODE_MAX + 1], uint
                 }
                 if (f->eof)
                         return FEED_EOF;
-                if (fill(f) < 0)
-                        return FEED_ERROR;
+                if (avail == sizeof f->buf) {
+                        f->ovf = OVF_BLANK; /* the line does not fit: stream the rest past */
+                        continue;
+                }
+                return FEED_AGAIN;
         }
 }
 
-int64_t feeder_count(const char *path)
+int64_t feeder_count(const struct feeder *list)
 {
-        if (!strcmp(path, "-"))
+        if (!list->regular)
                 return -1;
-        struct feeder *f;
-        if (feeder_open(&f, path) < 0)
+        struct feeder *f = malloc(sizeof *f);
+        if (!f)
                 return -1;
-        struct stat st;
-        int64_t n = -1;
-        if (fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode)) {
-                char bc[BARCODE_MAX + 1];
-                uint64_t line;
-                const char *why;
-                enum feeder_result r;
-                n = 0;
-                while ((r = feeder_next(f, bc, &line, &why)) > 0)
+        memset(f, 0, offsetof(struct feeder, buf));
+        f->fd = list->fd;
+        f->regular = f->counting = true;
+        char bc[BARCODE_MAX + 1];
+        uint64_t line;
+        const char *why;
+        int64_t n = 0;
+        for (;;) {
+                enum feeder_result r = feeder_next(f, bc, &line, &why);
+                if (r == FEED_BARCODE || r == FEED_INVALID) {
                         n++;
-                if (r == FEED_ERROR)
-                        n = -1;
+                } else if (r == FEED_AGAIN) {
+                        if (feeder_fill(f) < 0) {
+                                n = -1;
+                                break;
+                        }
+                } else {
+                        break;
+                }
         }
-        feeder_close(f);
+        free(f);
         return n;
 }

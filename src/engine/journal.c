@@ -40,6 +40,7 @@ struct journal {
         atomic_uint_fast64_t appended; /* lines written, ever */
         uint64_t synced;               /* value of appended at the last fdatasync (main thread) */
         uint64_t last_sync_ns;
+        size_t loaded_alen; /* the set's arena after loading: later entries are this run's */
 };
 
 static uint64_t hash_bytes(const char *s, size_t n)
@@ -113,15 +114,18 @@ static int bset_grow_table(struct bset *b)
         return 0;
 }
 
-static int bset_add(struct bset *b, const char *s, size_t n)
+/* line: NULL while loading the file; for a barcode delivered during this run, the list
+ * line of its copy, kept after the string (8 bytes) so that a repeat can name it. */
+static int bset_add(struct bset *b, const char *s, size_t n, const uint64_t *line)
 {
         uint64_t h = hash_bytes(s, n);
         size_t i = bset_find(b, s, n, h);
         if (b->slots[i])
                 return 0;
-        if (b->alen + n + 1 > b->acap) {
+        size_t need = n + 1 + (line ? sizeof *line : 0);
+        if (b->alen + need > b->acap) {
                 size_t ncap = b->acap * 2;
-                while (b->alen + n + 1 > ncap)
+                while (b->alen + need > ncap)
                         ncap *= 2;
                 if (ncap > UINT32_MAX)
                         return -EFBIG; /* offsets are 32-bit: tens of millions of barcodes */
@@ -140,8 +144,10 @@ static int bset_add(struct bset *b, const char *s, size_t n)
         }
         memcpy(b->arena + b->alen, s, n);
         b->arena[b->alen + n] = 0;
+        if (line)
+                memcpy(b->arena + b->alen + n + 1, line, sizeof *line);
         b->slots[i] = (h >> 32) << 32 | (uint64_t)(b->alen + 1);
-        b->alen += n + 1;
+        b->alen += need;
         b->used++;
         return 0;
 }
@@ -170,7 +176,7 @@ static int load_line(struct journal *j, const char *s, size_t n)
         if (k < 6 || len[1] == 0 || len[1] > BARCODE_MAX)
                 return 0;
         if (len[2] == 2 && !memcmp(f[2], "ok", 2))
-                return bset_add(&j->set, f[1], len[1]);
+                return bset_add(&j->set, f[1], len[1], NULL);
         return 0;
 }
 
@@ -254,6 +260,7 @@ int journal_open(struct journal **out, const char *path)
         r = load_and_repair(j);
         if (r)
                 goto fail;
+        j->loaded_alen = j->set.alen;
         pthread_mutex_init(&j->lock, NULL);
         atomic_init(&j->appended, 0);
         j->last_sync_ns = now_ns();
@@ -265,6 +272,23 @@ fail:
         bset_free(&j->set);
         free(j);
         return r;
+}
+
+int journal_delivered_at(const struct journal *j, const char *barcode, uint64_t *line)
+{
+        struct journal *mj = (struct journal *)j; /* the lock only: see journal_delivered */
+        size_t n = strlen(barcode);
+        pthread_mutex_lock(&mj->lock);
+        uint64_t e = j->set.slots[bset_find(&j->set, barcode, n, hash_bytes(barcode, n))];
+        int at = 0;
+        if (e) {
+                size_t off = (uint32_t)e - 1;
+                at = off >= j->loaded_alen ? 2 : 1;
+                if (at == 2)
+                        memcpy(line, j->set.arena + off + n + 1, sizeof *line);
+        }
+        pthread_mutex_unlock(&mj->lock);
+        return at;
 }
 
 bool journal_delivered(const struct journal *j, const char *barcode)
@@ -362,12 +386,44 @@ int journal_append(struct journal *j, const struct journal_rec *rec)
                 /* The set only speeds up skipping a barcode listed twice: running out of
                  * memory for it costs a recheck, not the line. */
                 if (!strcmp(rec->outcome, "ok"))
-                        (void)bset_add(&j->set, rec->barcode, strlen(rec->barcode));
+                        (void)bset_add(&j->set, rec->barcode, strlen(rec->barcode), &rec->line);
         } else if (torn) {
                 j->need_newline = true;
         }
         pthread_mutex_unlock(&j->lock);
         return r;
+}
+
+int journal_open_readonly(struct journal **out, const char *path)
+{
+        struct journal *j = calloc(1, sizeof *j);
+        if (!j)
+                return -ENOMEM;
+        pthread_mutex_init(&j->lock, NULL);
+        int r = bset_init(&j->set);
+        if (r) {
+                free(j);
+                return r;
+        }
+        j->fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (j->fd < 0 && errno != ENOENT) {
+                r = -errno;
+                bset_free(&j->set);
+                free(j);
+                return r;
+        }
+        char *buf = j->fd >= 0 ? malloc(READ_BUF) : NULL;
+        off_t good_end = 0, size = 0;
+        if (j->fd >= 0)
+                r = buf ? load(j, buf, &good_end, &size) : -ENOMEM;
+        free(buf);
+        if (r) {
+                journal_close(j);
+                return r;
+        }
+        j->loaded_alen = j->set.alen;
+        *out = j;
+        return 0;
 }
 
 static void sync_now(struct journal *j)
@@ -394,7 +450,8 @@ void journal_close(struct journal *j)
                 return;
         if (atomic_load(&j->appended) != j->synced)
                 sync_now(j);
-        close(j->fd);
+        if (j->fd >= 0)
+                close(j->fd);
         pthread_mutex_destroy(&j->lock);
         bset_free(&j->set);
         free(j);

@@ -1,88 +1,102 @@
-/* Key derivation beside the event loops: a few threads run the books' S2K (~40 ms of a
- * core each at gpg's default count), so a worker keeps serving its other transfers
- * meanwhile. Measured on 2 vCPUs, 20 books x 8 MB: the same run took 0.78 s with the
- * derivation off the loop's thread and 0.93 s on it. Jobs live in the book slots; the
- * queue holds at most one per slot, so it never grows. */
-#include "quire/engine/engine.h"
+/* Pool threads deriving S2K keys; finished jobs go back to their owner's done list. */
+#include "keypool.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
-
-#include "quire/pgp/pgp.h"
 
 struct keypool {
         pthread_mutex_t lock;
         pthread_cond_t work;
-        struct book **ring;
+        struct key_req **ring; /* queued jobs; at most cap, one per book slot */
         unsigned cap, head, count, nthreads;
         bool stop;
         pthread_t *threads;
-        struct run *run;
+        const char *pass;
+        size_t passlen;
+        const atomic_bool *aborting;
 };
 
-static struct book *take_job(struct keypool *kp)
+static struct key_req *take_job(struct keypool *kp)
 {
         pthread_mutex_lock(&kp->lock);
         while (!kp->count && !kp->stop)
                 pthread_cond_wait(&kp->work, &kp->lock);
-        struct book *b = NULL;
+        struct key_req *req = NULL;
         if (kp->count) {
-                b = kp->ring[kp->head];
+                req = kp->ring[kp->head];
                 kp->head = (kp->head + 1) % kp->cap;
                 kp->count--;
         }
         pthread_mutex_unlock(&kp->lock);
-        return b;
+        return req;
+}
+
+static void give_back(struct key_req *req)
+{
+        struct key_done_list *dl = req->done_list;
+        struct key_req *head = atomic_load(&dl->head);
+        do
+                req->next_done = head;
+        while (!atomic_compare_exchange_weak(&dl->head, &head, req));
+        dl->wake(dl->wake_arg);
 }
 
 static void *keypool_main(void *arg)
 {
         struct keypool *kp = arg;
-        struct book *b;
-        while ((b = take_job(kp))) {
+        struct key_req *req;
+        while ((req = take_job(kp))) {
                 /* An aborting run wants its slots back at once, not keys. */
-                if (!atomic_load(&kp->run->aborting))
-                        pgp_key_derive(&b->key_job, kp->run->cfg.passphrase, kp->run->cfg.passlen);
-                atomic_store(&b->key_inflight, false);
-                worker_kick(b->w);
+                if (!atomic_load(kp->aborting))
+                        pgp_key_derive(&req->job, kp->pass, kp->passlen);
+                give_back(req);
         }
         return NULL;
 }
 
-int keypool_start(struct run *r, unsigned nthreads)
+int keypool_start(struct keypool **out, unsigned nthreads, unsigned cap, const char *pass,
+                  size_t passlen, const atomic_bool *aborting)
 {
         struct keypool *kp = calloc(1, sizeof *kp);
         if (!kp)
                 return -ENOMEM;
-        kp->cap = r->cfg.workers;
-        kp->ring = calloc(kp->cap, sizeof *kp->ring);
+        kp->cap = cap;
+        kp->pass = pass;
+        kp->passlen = passlen;
+        kp->aborting = aborting;
+        kp->ring = calloc(cap, sizeof *kp->ring);
         kp->threads = calloc(nthreads, sizeof *kp->threads);
-        kp->run = r;
         pthread_mutex_init(&kp->lock, NULL);
         pthread_cond_init(&kp->work, NULL);
-        r->keypool = kp;
+        *out = kp;
         if (!kp->ring || !kp->threads)
                 return -ENOMEM;
-        for (; kp->nthreads < nthreads; kp->nthreads++)
-                if (pthread_create(&kp->threads[kp->nthreads], NULL, keypool_main, kp))
-                        return -EAGAIN;
+        for (; kp->nthreads < nthreads; kp->nthreads++) {
+                int err = pthread_create(&kp->threads[kp->nthreads], NULL, keypool_main, kp);
+                if (err)
+                        return -err;
+        }
         return 0;
 }
 
-void keypool_submit(struct book *b)
+void keypool_submit(struct keypool *kp, struct key_req *req, struct key_done_list *done_list)
 {
-        struct keypool *kp = b->w->run->keypool;
-        atomic_store(&b->key_inflight, true);
+        req->done_list = done_list;
         pthread_mutex_lock(&kp->lock);
-        kp->ring[(kp->head + kp->count) % kp->cap] = b;
+        kp->ring[(kp->head + kp->count) % kp->cap] = req;
         kp->count++;
         pthread_cond_signal(&kp->work);
         pthread_mutex_unlock(&kp->lock);
 }
 
-void keypool_stop(struct run *r)
+struct key_req *keypool_take_done(struct key_done_list *done_list)
 {
-        struct keypool *kp = r->keypool;
+        return atomic_exchange(&done_list->head, NULL);
+}
+
+void keypool_stop(struct keypool *kp)
+{
         if (!kp)
                 return;
         pthread_mutex_lock(&kp->lock);
@@ -96,5 +110,4 @@ void keypool_stop(struct run *r)
         pthread_mutex_destroy(&kp->lock);
         pthread_cond_destroy(&kp->work);
         free(kp);
-        r->keypool = NULL;
 }

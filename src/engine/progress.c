@@ -1,7 +1,7 @@
 /* Outcome accounting and status lines. Every finished book passes through
  * progress_count(), under one lock, so the line after the Nth book shows exactly N done
  * and the cadence holds however books finish in bursts across threads. */
-#include "quire/engine/engine.h"
+#include "run_int.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -24,7 +24,7 @@ static void print_locked(struct run *r, const char *event)
         snap.download_limit = (int)r->cfg.downloads;
         snap.upload_limit = (int)r->cfg.uploads;
         snap.queued = r->queue ? mpmc_size(r->queue) : 0;
-        snap.total = r->total;
+        snap.total = r->cfg.listed ? (int64_t)atomic_load(r->cfg.listed) : r->total;
         snap.elapsed_s = (double)(now_ns() - r->start_ns) / 1e9;
         status_window_update(&r->window, &snap);
         char line[1024];
@@ -50,6 +50,13 @@ void progress_count(struct run *r, enum outcome o, uint64_t bytes)
                 atomic_fetch_add(&r->stats.ok, 1);
                 atomic_fetch_add(&r->stats.bytes_out, bytes);
         } else if (o == OUTCOME_FAILED) {
+                atomic_fetch_add(&r->stats.failed, 1);
+        } else if (o == OUTCOME_REQUESTED) {
+                atomic_fetch_add(&r->stats.requested, 1);
+        } else if (o == OUTCOME_IN_PROCESS) {
+                atomic_fetch_add(&r->stats.in_process, 1);
+        } else if (o == OUTCOME_CONVERSION_FAILED) {
+                atomic_fetch_add(&r->stats.conversion_failed, 1);
                 atomic_fetch_add(&r->stats.failed, 1);
         } else {
                 atomic_fetch_add(&r->stats.skipped, 1);

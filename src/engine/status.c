@@ -16,6 +16,10 @@ void stats_snap(const struct stats *s, struct status_snap *out)
         out->skipped = atomic_load_explicit(&s->skipped, memory_order_relaxed);
         out->bytes_in = atomic_load_explicit(&s->bytes_in, memory_order_relaxed);
         out->bytes_out = atomic_load_explicit(&s->bytes_out, memory_order_relaxed);
+        out->requested = atomic_load_explicit(&s->requested, memory_order_relaxed);
+        out->in_process = atomic_load_explicit(&s->in_process, memory_order_relaxed);
+        out->conversion_failed = atomic_load_explicit(&s->conversion_failed, memory_order_relaxed);
+        out->bytes_resumed = atomic_load_explicit(&s->bytes_resumed, memory_order_relaxed);
         out->waiting = atomic_load_explicit(&s->waiting, memory_order_relaxed);
         out->downloading = atomic_load_explicit(&s->downloading, memory_order_relaxed);
         out->finishing = atomic_load_explicit(&s->finishing, memory_order_relaxed);
@@ -137,12 +141,17 @@ static void put_rate(struct out *o, double r)
         put(o, r > 0 && r < 0.1 ? "%.2f" : "%.1f", r);
 }
 
+uint64_t status_done(const struct status_snap *s)
+{
+        return s->ok + s->failed + s->skipped + s->requested + s->in_process;
+}
+
 size_t status_format_text(char *buf, size_t n, const struct status_snap *s)
 {
         struct out o = {buf, n, 0};
         if (n)
                 buf[0] = 0;
-        uint64_t done = s->ok + s->failed + s->skipped;
+        uint64_t done = status_done(s);
         char d[32];
         put_thousands(&o, done);
         if (s->total >= 0) {
@@ -174,8 +183,13 @@ size_t status_format_text(char *buf, size_t n, const struct status_snap *s)
             s->waiting, (unsigned long long)s->queued);
         if (s->retrying)
                 put(&o, "retrying: %d, ", s->retrying);
-        put(&o, "ok: %llu, skipped: %llu, failed: %llu]", (unsigned long long)s->ok,
+        put(&o, "ok: %llu, skipped: %llu, failed: %llu", (unsigned long long)s->ok,
             (unsigned long long)s->skipped, (unsigned long long)s->failed);
+        if (s->requested || s->in_process || s->conversion_failed)
+                put(&o, ", requested: %llu, in process: %llu, conversion failed: %llu",
+                    (unsigned long long)s->requested, (unsigned long long)s->in_process,
+                    (unsigned long long)s->conversion_failed);
+        put(&o, "]");
         return o.len;
 }
 
@@ -205,22 +219,25 @@ size_t status_format_json(char *buf, size_t n, const char *event, const struct s
         struct out o = {buf, n, 0};
         if (n)
                 buf[0] = 0;
-        uint64_t done = s->ok + s->failed + s->skipped;
+        uint64_t done = status_done(s);
         put(&o, "{\"event\":");
         put_json_string(&o, event);
         put(&o, ",\"done\":%llu,\"ok\":%llu,\"failed\":%llu,\"skipped\":%llu,",
             (unsigned long long)done, (unsigned long long)s->ok, (unsigned long long)s->failed,
             (unsigned long long)s->skipped);
+        put(&o, "\"requested\":%llu,\"in_process\":%llu,\"conversion_failed\":%llu,",
+            (unsigned long long)s->requested, (unsigned long long)s->in_process,
+            (unsigned long long)s->conversion_failed);
         if (s->total >= 0)
                 put(&o, "\"total\":%lld,", (long long)s->total);
         else
                 put(&o, "\"total\":null,");
         put(&o,
             "\"elapsed_s\":%.3f,\"books_per_s\":%.3f,\"bytes_per_s\":%.0f,\"bytes_in\":%llu,"
-            "\"bytes_out\":%llu,",
+            "\"bytes_out\":%llu,\"bytes_resumed\":%llu,",
             finite_or_zero(s->elapsed_s), finite_or_zero(s->books_per_s),
             finite_or_zero(s->bytes_per_s), (unsigned long long)s->bytes_in,
-            (unsigned long long)s->bytes_out);
+            (unsigned long long)s->bytes_out, (unsigned long long)s->bytes_resumed);
         put(&o,
             "\"stages\":{\"waiting\":%d,\"downloading\":%d,\"download_limit\":%d,"
             "\"finishing\":%d,\"uploading\":%d,\"upload_limit\":%d,\"retrying\":%d,"

@@ -1,7 +1,7 @@
 /* Worker threads: each owns an event loop (io_uring or epoll) and a libcurl multi handle
  * driven by curl_multi_socket_action from that loop, and a fixed set of book slots it
  * fills from the shared queue. */
-#include "quire/engine/engine.h"
+#include "worker_int.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -9,53 +9,50 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "quire/engine/mpmc.h"
-#include "quire/io/source.h"
+#include "book.h"
 #include "quire/base/util.h"
+#include "quire/engine/mpmc.h"
+#include "run_int.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
-#define SOCKS_PER_BOOK                4
+/* One-shot poll entry for a socket libcurl asked us to watch. Entries are made on demand
+ * and kept for reuse: libcurl's own limits bound how many sockets it opens at once, and a
+ * refused socket would fail every transfer of the multi handle. */
+struct sock {
+        struct loop_op op;
+        struct worker *w;
+        curl_socket_t fd;
+        unsigned events;
+        struct sock *next_free, *next_all;
+};
 
 void worker_kick(struct worker *w)
 {
         uint64_t one = 1;
-        ssize_t r = write(w->wake_fd, &one, sizeof one);
-        (void)r; /* EAGAIN means the counter is already non-zero: it is woken anyway */
+        /* EAGAIN: the counter is already non-zero, the worker is woken anyway. */
+        if (write(w->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+                qlog("worker %u: wake-up: %s", w->id, strerror(errno));
 }
 
-bool slots_try_acquire(struct slots *s)
+struct loop *worker_loop(struct worker *w)
 {
-        int n = atomic_load(&s->free);
-        while (n > 0)
-                if (atomic_compare_exchange_weak(&s->free, &n, n - 1))
-                        return true;
-        return false;
+        return w->loop;
 }
 
-static void wake_waiters(struct run *r, bool downloads)
+bool worker_aborting(const struct worker *w)
 {
-        /* Pairs with the waiter's increment of waiting_* before its acquire attempt: either
-         * the waiter sees the slot or we see the waiter. */
-        for (unsigned i = 0; i < r->nworkers; i++) {
-                struct worker *w = &r->workers[i];
-                int waiting = downloads ? atomic_load(&w->waiting_dl) : atomic_load(&w->waiting_ul);
-                if (waiting > 0)
-                        worker_kick(w);
-        }
+        return atomic_load(&w->run->aborting);
 }
 
-void wake_download_waiters(struct run *r)
+void worker_hold(struct worker *w)
 {
-        wake_waiters(r, true);
+        w->holds++;
 }
 
-void slots_release(struct run *r, struct slots *s)
+void worker_release(struct worker *w)
 {
-        atomic_fetch_add(&s->free, 1);
-        wake_waiters(r, s == &r->downloads);
+        w->holds--;
 }
 
 /* ---- libcurl glue ------------------------------------------------------------------ */
@@ -78,7 +75,9 @@ static void process_curl_done(struct worker *w)
 static void socket_action(struct worker *w, curl_socket_t fd, int flags)
 {
         int running;
-        curl_multi_socket_action(w->multi, fd, flags, &running);
+        CURLMcode mc = curl_multi_socket_action(w->multi, fd, flags, &running);
+        if (mc != CURLM_OK)
+                qlog("worker %u: curl_multi_socket_action: %s", w->id, curl_multi_strerror(mc));
         process_curl_done(w);
 }
 
@@ -99,6 +98,23 @@ static void on_sock_ready(struct loop_op *op, int res)
         socket_action(w, s->fd, flags);
 }
 
+static struct sock *sock_get(struct worker *w)
+{
+        struct sock *s = w->free_socks;
+        if (s) {
+                w->free_socks = s->next_free;
+                return s;
+        }
+        s = calloc(1, sizeof *s);
+        if (!s)
+                return NULL;
+        s->w = w;
+        s->op.fn = on_sock_ready;
+        s->next_all = w->socks;
+        w->socks = s;
+        return s;
+}
+
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
         struct worker *w = userp;
@@ -114,10 +130,9 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
                 return 0;
         }
         if (!s) {
-                s = w->free_socks;
+                s = sock_get(w);
                 if (!s)
-                        return -1; /* fails this transfer; it is retried */
-                w->free_socks = s->next_free;
+                        return -1; /* out of memory: libcurl fails the transfers */
                 s->fd = fd;
                 curl_multi_assign(w->multi, fd, s);
         }
@@ -148,30 +163,45 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 
 int worker_add_xfer(struct worker *w, struct xfer *x)
 {
+        if (!w->multi)
+                return -ESHUTDOWN;
         curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
         CURLMcode mc = curl_multi_add_handle(w->multi, x->easy);
-        return mc == CURLM_OK ? 0 : mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
+        if (mc == CURLM_OK)
+                return 0;
+        qlog("worker %u: curl_multi_add_handle: %s", w->id, curl_multi_strerror(mc));
+        return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
 }
 
 void worker_remove_xfer(struct worker *w, struct xfer *x)
 {
-        curl_multi_remove_handle(w->multi, x->easy);
+        if (w->multi) /* gone at teardown, with every transfer */
+                curl_multi_remove_handle(w->multi, x->easy);
 }
 
 /* ---- intake and lifecycle ---------------------------------------------------------- */
+
+static bool intake_stopped(const struct run *r)
+{
+        return atomic_load(&r->aborting) || atomic_load(&r->failure_stop);
+}
 
 static void worker_refill(struct worker *w)
 {
         struct run *r = w->run;
         bool took = false;
         for (unsigned i = 0; i < w->nbooks && w->busy_books < w->nbooks; i++) {
-                struct book *b = &w->books[i];
-                if (b->state != BOOK_IDLE || b->writes_pending || atomic_load(&b->key_inflight))
-                        continue; /* a failed book's last writes or key job still own it */
-                if (atomic_load(&r->aborting) || atomic_load(&r->failure_stop))
+                struct book *b = w->books[i];
+                if (!book_idle(b))
+                        continue;
+                if (intake_stopped(r))
                         break;
                 struct queue_item item;
+                /* Say so before looking, fenced against the pop's loads: the main thread
+                 * pushes, fences and then reads the flag, so either this pop sees its item
+                 * or it sees the flag and kicks us. */
                 atomic_store(&w->hungry, true);
+                atomic_thread_fence(memory_order_seq_cst);
                 if (!mpmc_try_pop(r->queue, &item))
                         break;
                 atomic_store(&w->hungry, false);
@@ -179,25 +209,14 @@ static void worker_refill(struct worker *w)
                 w->busy_books++;
                 book_start(b, &item);
         }
-        if (took) {
-                uint64_t one = 1;
-                ssize_t n = write(r->main_wake_fd, &one, sizeof one); /* room in the queue */
-                (void)n;
-        }
+        if (took)
+                run_wake_main(r); /* room in the queue */
 }
 
-void worker_pump(struct worker *w)
+static void worker_pump(struct worker *w)
 {
-        for (unsigned i = 0; i < w->nbooks; i++) {
-                struct book *b = &w->books[i];
-                if (b->key_waiting && !atomic_load(&b->key_inflight) &&
-                    b->state == BOOK_DOWNLOADING)
-                        source_key_ready(b);
-        }
         for (unsigned i = 0; i < w->nbooks; i++)
-                if (w->books[i].state == BOOK_WAIT_DOWNLOAD ||
-                    w->books[i].state == BOOK_WAIT_UPLOAD)
-                        book_pump(&w->books[i]);
+                book_pump(w->books[i]);
         worker_refill(w);
 }
 
@@ -212,31 +231,58 @@ void worker_pump_soon(struct worker *w)
                 loop_timer(w->loop, &w->pump_op, 0);
 }
 
+void worker_book_ended(struct worker *w)
+{
+        w->busy_books--;
+        worker_pump_soon(w);
+        run_wake_main(w->run);
+}
+
 static void worker_abort_all(struct worker *w)
 {
+        w->aborted = true;
         for (unsigned i = 0; i < w->nbooks; i++)
-                if (w->books[i].state != BOOK_IDLE)
-                        book_abort(&w->books[i]);
+                book_abort(w->books[i]);
+}
+
+static void take_keys(struct worker *w)
+{
+        struct key_req *req = keypool_take_done(&w->key_done);
+        while (req) {
+                struct key_req *next = req->next_done;
+                book_key_done(req);
+                req = next;
+        }
 }
 
 static void on_wake(struct loop_op *op, int res)
 {
         struct worker *w = container_of(op, struct worker, wake_op);
-        ssize_t n = read(w->wake_fd, &w->wake_buf, sizeof w->wake_buf);
-        (void)n;
+        if (read(w->wake_fd, &w->wake_buf, sizeof w->wake_buf) < 0 && errno != EAGAIN)
+                qlog("worker %u: wake-up: %s", w->id, strerror(errno));
         loop_poll(w->loop, &w->wake_op, w->wake_fd, POLLIN);
-        if (atomic_load(&w->run->aborting))
-                worker_abort_all(w);
-        else
+        take_keys(w);
+        if (atomic_load(&w->run->aborting)) {
+                if (!w->aborted)
+                        worker_abort_all(w);
+        } else {
                 worker_pump(w);
+        }
+}
+
+static void wake_from_pool(void *arg)
+{
+        worker_kick(arg);
 }
 
 static bool worker_done(struct worker *w)
 {
         struct run *r = w->run;
-        if (w->busy_books)
+        if (atomic_load(&r->aborting) && w->holds && now_ns() >= r->abort_deadline_ns)
+                return !w->busy_books && !w->keys_out;
+        if (w->busy_books || w->keys_out || w->holds)
                 return false;
-        if (atomic_load(&r->aborting) || atomic_load(&r->failure_stop))
+        if (intake_stopped(r))
                 return true;
         return atomic_load(&r->intake_closed) && mpmc_size(r->queue) == 0;
 }
@@ -266,20 +312,14 @@ static int worker_setup(struct worker *w)
         curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
         w->curl_timer.fn = on_curl_timer_fired;
         w->pump_op.fn = on_pump;
-        unsigned nsocks = w->nbooks * SOCKS_PER_BOOK + 8;
-        w->socks = calloc(nsocks, sizeof *w->socks);
-        if (!w->socks)
-                return -ENOMEM;
-        for (unsigned i = 0; i < nsocks; i++) {
-                w->socks[i].w = w;
-                w->socks[i].op.fn = on_sock_ready;
-                w->socks[i].next_free = i + 1 < nsocks ? &w->socks[i + 1] : NULL;
-        }
-        w->free_socks = w->socks;
+        w->key_done.wake = wake_from_pool;
+        w->key_done.wake_arg = w;
         for (unsigned i = 0; i < w->nbooks; i++) {
-                ret = book_init(&w->books[i], w);
-                if (ret < 0)
+                ret = book_new(&w->books[i], w);
+                if (ret < 0) {
+                        qlog("worker %u: cannot set up its book slots: %s", w->id, strerror(-ret));
                         return ret;
+                }
         }
         w->wake_op.fn = on_wake;
         loop_poll(w->loop, &w->wake_op, w->wake_fd, POLLIN);
@@ -288,23 +328,33 @@ static int worker_setup(struct worker *w)
 
 static void worker_teardown(struct worker *w)
 {
-        /* Completions still owed by the kernel reference book buffers: collect them first. */
-        while (w->loop && loop_inflight(w->loop) > 0) {
+        if (w->loop) {
                 loop_cancel(w->loop, &w->wake_op);
-                if (loop_run(w->loop, 100000000u) < 0)
-                        break;
+                loop_cancel(w->loop, &w->curl_timer);
+                loop_cancel(w->loop, &w->pump_op);
         }
-        /* A key pool thread may still be writing a book's key job (it skips the work
-         * when the run aborts, so this is short). */
-        for (unsigned i = 0; i < w->nbooks; i++)
-                while (atomic_load(&w->books[i].key_inflight))
-                        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
-        for (unsigned i = 0; i < w->nbooks; i++)
-                book_destroy(&w->books[i]);
+        /* Transfers still running (cleanups past the abort deadline) end here; libcurl
+         * removes its sockets, cancelling their polls. */
         if (w->multi)
                 curl_multi_cleanup(w->multi);
-        free(w->socks);
+        w->multi = NULL;
+        /* Completions still owed by the kernel reference book buffers, and key jobs the
+         * pool still holds reference book slots: collect them first (the pool skips the
+         * work when the run aborts, so this is short). */
+        while (w->loop && (loop_inflight(w->loop) > 0 || w->keys_out)) {
+                if (loop_run(w->loop, 10000000u) < 0)
+                        break;
+                take_keys(w);
+        }
+        for (unsigned i = 0; i < w->nbooks; i++)
+                book_free(w->books[i]);
+        while (w->socks) {
+                struct sock *next = w->socks->next_all;
+                free(w->socks);
+                w->socks = next;
+        }
         loop_free(w->loop);
+        w->loop = NULL;
 }
 
 static void *worker_main(void *arg)
@@ -320,25 +370,23 @@ static void *worker_main(void *arg)
         w->exit_error = worker_setup(w);
         if (w->exit_error == 0) {
                 worker_pump(w);
-                bool aborted = false;
                 while (!worker_done(w)) {
-                        if (atomic_load(&r->aborting) && !aborted) {
+                        if (atomic_load(&r->aborting) && !w->aborted)
                                 worker_abort_all(w);
-                                aborted = true;
-                        }
+                        /* The timeout re-pumps: a lost wake-up costs at most this long. */
                         int n = loop_run(w->loop, 1000000000u);
                         if (n < 0) {
                                 qlog("worker %u: event loop: %s", w->id, strerror(-n));
                                 w->exit_error = n;
                                 break;
                         }
+                        if (n == 0 && !atomic_load(&r->aborting))
+                                worker_pump(w);
                 }
         }
         worker_teardown(w);
         atomic_fetch_sub(&r->workers_left, 1);
-        uint64_t one = 1;
-        ssize_t n = write(r->main_wake_fd, &one, sizeof one);
-        (void)n;
+        run_wake_main(r);
         return NULL;
 }
 
@@ -346,7 +394,9 @@ int workers_start(struct run *r)
 {
         unsigned n = r->nworkers;
         unsigned per = r->cfg.workers / n, extra = r->cfg.workers % n;
-        atomic_store(&r->workers_left, n);
+        r->workers = calloc(n, sizeof *r->workers);
+        if (!r->workers)
+                return -ENOMEM;
         for (unsigned i = 0; i < n; i++) {
                 struct worker *w = &r->workers[i];
                 w->run = r;
@@ -358,21 +408,57 @@ int workers_start(struct run *r)
                 w->books = calloc(w->nbooks, sizeof *w->books);
                 w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
                 if (!w->books || w->wake_fd < 0)
-                        return -ENOMEM;
+                        return w->books ? -errno : -ENOMEM;
         }
+        atomic_store(&r->workers_left, n);
         for (unsigned i = 0; i < n; i++) {
                 int ret = pthread_create(&r->workers[i].thread, NULL, worker_main, &r->workers[i]);
-                if (ret)
+                if (ret) {
+                        atomic_store(&r->workers_left, i);
+                        r->nworkers = i;
                         return -ret;
+                }
         }
         return 0;
 }
 
 void workers_join(struct run *r)
 {
-        for (unsigned i = 0; i < r->nworkers; i++) {
+        for (unsigned i = 0; i < r->nworkers; i++)
                 pthread_join(r->workers[i].thread, NULL);
-                close(r->workers[i].wake_fd);
+}
+
+void workers_free(struct run *r)
+{
+        if (!r->workers)
+                return;
+        for (unsigned i = 0; i < r->nworkers; i++) {
+                if (r->workers[i].wake_fd > 0)
+                        close(r->workers[i].wake_fd);
                 free(r->workers[i].books);
         }
+        free(r->workers);
+        r->workers = NULL;
+}
+
+void workers_kick_all(struct run *r)
+{
+        for (unsigned i = 0; i < r->nworkers; i++)
+                worker_kick(&r->workers[i]);
+}
+
+void workers_kick_hungry(struct run *r)
+{
+        atomic_thread_fence(memory_order_seq_cst); /* pairs with worker_refill's */
+        for (unsigned i = 0; i < r->nworkers; i++)
+                if (atomic_exchange(&r->workers[i].hungry, false))
+                        worker_kick(&r->workers[i]);
+}
+
+unsigned workers_busy_books(const struct run *r)
+{
+        unsigned n = 0;
+        for (unsigned i = 0; i < r->nworkers; i++)
+                n += r->workers[i].busy_books;
+        return n;
 }

@@ -1,9 +1,12 @@
-/* Source credentials: a header file watched for changes, and OAuth2 token refresh. */
+/* Source credentials: a header file watched for changes, and OAuth2 token refresh on a
+ * thread of its own, so that no request to the token endpoint ever holds up the main
+ * thread's signals or a worker's loop. */
 #include "quire/io/auth.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 #include <time.h>
 
 #include "quire/base/util.h"
+#include "quire/io/http.h"
 
 #define HEADER_FILE_MAX   (64 * 1024)
 #define DEFAULT_TOKEN_URI "https://oauth2.googleapis.com/token"
@@ -28,9 +32,12 @@ struct auth {
         const char *ca_file;
         char *access_token;
         time_t expires_at;
-        unsigned gen;                  /* bumped by every new token */
-        atomic_uint refresh_requested; /* generation that got a 401, plus one */
-        time_t last_attempt;
+        unsigned gen;            /* bumped by every new token */
+        unsigned refresh_wanted; /* generation that got a 401, plus one; 0: none */
+        /* the refresher thread */
+        pthread_t thread;
+        bool thread_started, stopping;
+        pthread_cond_t wake;
 };
 
 /* ---- header file ------------------------------------------------------------------- */
@@ -56,8 +63,9 @@ static char *parse_header_lines(const char *path, char *text)
                         line[--n] = 0;
                 if (!n || line[0] == '#')
                         continue;
-                char *colon = strchr(line, ':');
-                if (!colon || colon == line || strpbrk(line, " \t") < colon) {
+                /* "Name: value" and "Name:value" both; no blank inside the name. */
+                char *colon = strchr(line, ':'), *blank = strpbrk(line, " \t");
+                if (!colon || colon == line || (blank && blank < colon)) {
                         qlog("%s:%u: not a 'Name: value' header line; ignored", path, lineno);
                         continue;
                 }
@@ -184,31 +192,41 @@ static char *form_body(CURL *e, const struct auth *a)
         return body;
 }
 
+/* A pending SIGINT, SIGTERM or SIGHUP (blocked in every thread, read by the run's
+ * signalfd) ends a request to the token endpoint at once. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+        sigset_t pending;
+        if (sigpending(&pending) < 0)
+                return 0;
+        return sigismember(&pending, SIGINT) || sigismember(&pending, SIGTERM) ||
+               sigismember(&pending, SIGHUP);
+}
+
 /* Exchanges the refresh token for an access token. The token endpoint's answer is
  * parsed, never printed: only its HTTP status and "error" field reach a message. */
 static int oauth_refresh(struct auth *a, char *msg, size_t msglen)
 {
         CURL *e = curl_easy_init();
-        static struct membuf resp;
-        resp.len = 0;
-        resp.data[0] = 0;
+        struct membuf *resp = calloc(1, sizeof *resp);
         char *body = e ? form_body(e, a) : NULL;
-        if (!body) {
+        if (!body || !resp) {
                 snprintf(msg, msglen, "--oauth: out of memory");
                 curl_easy_cleanup(e);
+                free(body);
+                free(resp);
                 return -1;
         }
+        struct http_baseline base = {.ca_file = a->ca_file, .connect_timeout_s = 10};
+        http_easy_reset(e, &base);
         curl_easy_setopt(e, CURLOPT_URL, a->token_uri);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(e, CURLOPT_TIMEOUT, 30L);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, membuf_write);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, &resp);
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-        if (a->ca_file) {
-                curl_easy_setopt(e, CURLOPT_CAINFO, a->ca_file);
-                curl_easy_setopt(e, CURLOPT_CAPATH, "/etc/ssl/certs");
-        }
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, resp);
+        curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
         CURLcode rc = curl_easy_perform(e);
         long status = 0;
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
@@ -217,11 +235,13 @@ static int oauth_refresh(struct auth *a, char *msg, size_t msglen)
         free(body);
         if (rc != CURLE_OK) {
                 snprintf(msg, msglen, "--oauth: token endpoint %s: %s", a->token_uri,
-                         curl_easy_strerror(rc));
-                return -1;
+                         rc == CURLE_ABORTED_BY_CALLBACK ? "interrupted" : curl_easy_strerror(rc));
+                free(resp);
+                return rc == CURLE_ABORTED_BY_CALLBACK ? -EINTR : -1;
         }
-        json_t *root = json_loadb(resp.data, resp.len, 0, NULL);
-        explicit_bzero(resp.data, resp.len);
+        json_t *root = json_loadb(resp->data, resp->len, 0, NULL);
+        explicit_bzero(resp->data, resp->len);
+        free(resp);
         const char *token = json_string_value(json_object_get(root, "access_token"));
         if (status != 200 || !token) {
                 const char *err = json_string_value(json_object_get(root, "error"));
@@ -241,6 +261,41 @@ static int oauth_refresh(struct auth *a, char *msg, size_t msglen)
         return 0;
 }
 
+/* ---- the refresher thread ---------------------------------------------------------- */
+
+/* Refreshes five minutes before the token expires, and once per token after a 401;
+ * a failing endpoint is retried every 10 s. */
+static void *refresher_main(void *arg)
+{
+        struct auth *a = arg;
+        time_t retry_at = 0;
+        pthread_mutex_lock(&a->lock);
+        while (!a->stopping) {
+                time_t now = time(NULL);
+                bool after_401 = a->refresh_wanted == a->gen + 1;
+                time_t due = after_401 ? now : a->expires_at - 300;
+                if (due < retry_at)
+                        due = retry_at;
+                if (due > now) {
+                        struct timespec ts = {.tv_sec = due};
+                        pthread_cond_timedwait(&a->wake, &a->lock, &ts);
+                        continue;
+                }
+                pthread_mutex_unlock(&a->lock);
+                char msg[512];
+                int err = oauth_refresh(a, msg, sizeof msg);
+                pthread_mutex_lock(&a->lock);
+                if (err < 0 && !a->stopping) {
+                        qlog("%s; retrying in 10 s", msg);
+                        retry_at = time(NULL) + 10;
+                } else {
+                        retry_at = 0;
+                }
+        }
+        pthread_mutex_unlock(&a->lock);
+        return NULL;
+}
+
 /* ---- interface --------------------------------------------------------------------- */
 
 int auth_open(struct auth **out, const char *header_file, const char *oauth_file,
@@ -252,6 +307,11 @@ int auth_open(struct auth **out, const char *header_file, const char *oauth_file
                 return -1;
         }
         pthread_mutex_init(&a->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_REALTIME);
+        pthread_cond_init(&a->wake, &ca);
+        pthread_condattr_destroy(&ca);
         a->ca_file = ca_file;
         a->header_path = header_file;
         *out = a;
@@ -263,9 +323,17 @@ int auth_open(struct auth **out, const char *header_file, const char *oauth_file
                         return -1;
                 }
         }
-        if (oauth_file &&
-            (oauth_load(a, oauth_file, msg, msglen) < 0 || oauth_refresh(a, msg, msglen) < 0))
+        if (!oauth_file)
+                return 0;
+        if (oauth_load(a, oauth_file, msg, msglen) < 0 || oauth_refresh(a, msg, msglen) < 0)
                 return -1;
+        int err = pthread_create(&a->thread, NULL, refresher_main, a);
+        if (err) {
+                snprintf(msg, msglen, "--oauth: cannot start the token refresher: %s",
+                         strerror(err));
+                return -1;
+        }
+        a->thread_started = true;
         return 0;
 }
 
@@ -273,12 +341,20 @@ void auth_close(struct auth *a)
 {
         if (!a)
                 return;
+        if (a->thread_started) {
+                pthread_mutex_lock(&a->lock);
+                a->stopping = true;
+                pthread_cond_signal(&a->wake);
+                pthread_mutex_unlock(&a->lock);
+                pthread_join(a->thread, NULL);
+        }
         free_secret(a->header_text);
         free_secret(a->client_id);
         free_secret(a->client_secret);
         free_secret(a->refresh_token);
         free_secret(a->access_token);
         free(a->token_uri);
+        pthread_cond_destroy(&a->wake);
         pthread_mutex_destroy(&a->lock);
         free(a);
 }
@@ -286,23 +362,32 @@ void auth_close(struct auth *a)
 struct curl_slist *auth_headers(struct auth *a, unsigned *gen)
 {
         struct curl_slist *list = NULL;
+        bool oom = false;
         pthread_mutex_lock(&a->lock);
         header_file_refresh(a);
         for (char *p = a->header_text; p && *p;) {
                 char *nl = strchr(p, '\n');
                 *nl = 0;
-                list = curl_slist_append(list, p);
+                struct curl_slist *l = curl_slist_append(list, p);
                 *nl = '\n';
+                oom |= !l;
+                list = l ? l : list;
                 p = nl + 1;
         }
         if (a->access_token) {
                 char line[4096];
                 snprintf(line, sizeof line, "Authorization: Bearer %s", a->access_token);
-                list = curl_slist_append(list, line);
+                struct curl_slist *l = curl_slist_append(list, line);
                 explicit_bzero(line, sizeof line);
+                oom |= !l;
+                list = l ? l : list;
         }
         *gen = a->gen;
         pthread_mutex_unlock(&a->lock);
+        if (oom) {
+                curl_slist_free_all(list);
+                return NULL;
+        }
         return list;
 }
 
@@ -310,31 +395,11 @@ int auth_unauthorized(struct auth *a, unsigned gen)
 {
         if (!a->refresh_token)
                 return 0;
-        unsigned want = gen + 1, none = 0;
-        atomic_compare_exchange_strong(&a->refresh_requested, &none, want);
-        return 1;
-}
-
-void auth_tick(struct auth *a)
-{
-        if (!a || !a->refresh_token)
-                return;
-        time_t now = time(NULL);
         pthread_mutex_lock(&a->lock);
-        unsigned gen = a->gen;
-        bool expiring = now + 300 >= a->expires_at;
+        if (a->gen == gen && a->refresh_wanted != gen + 1) {
+                a->refresh_wanted = gen + 1;
+                pthread_cond_signal(&a->wake);
+        }
         pthread_mutex_unlock(&a->lock);
-        unsigned asked = atomic_load(&a->refresh_requested);
-        bool after_401 = asked && asked - 1 == gen;
-        if (asked && !after_401)
-                atomic_store(&a->refresh_requested, 0); /* a newer token already answers it */
-        /* Retry a failing endpoint at most every 10 s. */
-        if (!(expiring || after_401) || now - a->last_attempt < 10)
-                return;
-        a->last_attempt = now;
-        char msg[512];
-        if (oauth_refresh(a, msg, sizeof msg) < 0)
-                qlog("%s; retrying", msg);
-        else
-                atomic_store(&a->refresh_requested, 0);
+        return 1;
 }

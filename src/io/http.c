@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -43,6 +44,8 @@ void http_head_init(struct http_head *h)
 {
         h->status = 0;
         h->etag[0] = 0;
+        h->etag_weak = false;
+        h->range_start = h->range_total = -1;
         h->retry_after_s = 0;
         h->content_length = -1;
         h->too_long = false;
@@ -91,6 +94,22 @@ static uint64_t parse_digits(const char *v, size_t n, bool *ok)
         return x;
 }
 
+/* "bytes START-END/TOTAL" (TOTAL may be "*"). */
+static void content_range(struct http_head *h, const char *v, size_t n)
+{
+        char buf[96];
+        if (n >= sizeof buf || n < 6 || strncmp(v, "bytes ", 6))
+                return;
+        memcpy(buf, v + 6, n - 6);
+        buf[n - 6] = 0;
+        unsigned long long start, end;
+        char total[32];
+        if (sscanf(buf, "%llu-%llu/%31s", &start, &end, total) != 3 || end < start)
+                return;
+        h->range_start = (int64_t)start;
+        h->range_total = strcmp(total, "*") ? (int64_t)strtoull(total, NULL, 10) : -1;
+}
+
 void http_head_line(struct http_head *h, const char *line, size_t len)
 {
         if (len > HTTP_LINE_MAX)
@@ -108,6 +127,9 @@ void http_head_line(struct http_head *h, const char *line, size_t len)
         bool ok;
         if ((v = http_header_value(line, len, "ETag", &n))) {
                 http_etag_normalize(v, n, h->etag, sizeof h->etag);
+                h->etag_weak = n >= 2 && v[0] == 'W' && v[1] == '/';
+        } else if ((v = http_header_value(line, len, "Content-Range", &n))) {
+                content_range(h, v, n);
         } else if ((v = http_header_value(line, len, "Retry-After", &n))) {
                 uint64_t s = parse_digits(v, n, &ok);
                 h->retry_after_s = ok ? (unsigned)(s < 3600 ? s : 3600) : 0;

@@ -1,24 +1,50 @@
-/* Destination: a local directory. A book appears only whole: the synced staging file is
- * renamed into place (copied to a temporary name first when staging is on another
- * filesystem), and the directory is synced before the journal may say "ok". */
-#include "quire/engine/engine.h"
-
+/* Destination: a local directory. A book appears only whole: its synced staging file is
+ * renamed into place (copied to DEST/.quire-incoming first when staging is on another
+ * filesystem), and the directory is synced before the book counts as delivered. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stddef.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "quire/base/privdir.h"
 #include "quire/base/util.h"
-
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+#include "quire/engine/loop.h"
+#include "quire/engine/worker.h"
+#include "quire/io/sinks.h"
 
 #define INCOMING ".quire-incoming"
+#define PART     ".quire-part"
 
-static mode_t delivered_mode;
+struct dir_sink {
+        struct sink base;
+        const char *dest;
+        int dirfd;
+        mode_t mode; /* delivered files get the mode the umask gives */
+        /* DEST/.quire-incoming, made (and locked) when a first copy needs it */
+        pthread_mutex_t incoming_lock;
+        int incoming_fd, incoming_lockfd;
+};
+
+struct dir_slot {
+        struct dir_sink *ds;
+        struct worker *w;
+        struct delivery *d;
+        struct loop_op sync_op;
+        struct loop_op later_op; /* reports a failure from the loop */
+        int err;
+        bool transient;
+        char detail[600];
+};
+
+static struct dir_slot *slot_of(struct sink_slot *ss)
+{
+        return (struct dir_slot *)ss;
+}
 
 static int mkdir_p(const char *path)
 {
@@ -40,28 +66,42 @@ static int mkdir_p(const char *path)
         return 0;
 }
 
-static int dir_open(struct run *r, char *msg, size_t msglen)
+/* For a destination that does not exist yet: 0 when the nearest existing directory above
+ * it lets this user make it, else -errno. */
+static int nearest_writable(const char *dest)
 {
-        int err = mkdir_p(r->cfg.dest);
+        char buf[4096];
+        snprintf(buf, sizeof buf, "%s", dest);
+        for (;;) {
+                char *slash = strrchr(buf, '/');
+                if (!slash || slash == buf) {
+                        snprintf(buf, sizeof buf, "%s", slash ? "/" : ".");
+                        break;
+                }
+                *slash = 0;
+                if (access(buf, F_OK) == 0)
+                        break;
+        }
+        return access(buf, W_OK | X_OK) == 0 ? 0 : -errno;
+}
+
+/* Opens, checks and locks DEST/.quire-incoming, sweeping what a killed run left. */
+static int incoming_open(struct dir_sink *ds, char *msg, size_t msglen)
+{
+        char path[4096 + sizeof INCOMING];
+        snprintf(path, sizeof path, "%s/%s", ds->dest, INCOMING);
+        int fd = privdir_open("--dest", path, 0, msg, msglen);
+        if (fd < 0)
+                return fd;
+        int err = privdir_lock(fd, "--dest", path, &ds->incoming_lockfd, msg, msglen);
         if (err) {
-                snprintf(msg, msglen, "--dest %s: %s", r->cfg.dest, strerror(-err));
+                close(fd);
                 return err;
         }
-        r->dest_dir_fd = open(r->cfg.dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (r->dest_dir_fd < 0 || faccessat(r->dest_dir_fd, ".", W_OK, AT_EACCESS) < 0) {
-                err = -errno;
-                snprintf(msg, msglen, "--dest %s: %s", r->cfg.dest, strerror(errno));
-                return err;
-        }
-        char incoming[4096];
-        snprintf(incoming, sizeof incoming, "%s/%s", r->cfg.dest, INCOMING);
-        int removed = remove_quire_parts(incoming);
+        ds->incoming_fd = fd;
+        int removed = privdir_sweep(fd, PART);
         if (removed > 0)
-                qlog("removed %d partial copies left by an earlier run in %s", removed, incoming);
-        /* Delivered files get the mode the umask gives; staging files stay 0600. */
-        mode_t mask = umask(0);
-        umask(mask);
-        delivered_mode = 0666 & ~mask;
+                qlog("removed %d partial copies left by an earlier run in %s", removed, path);
         return 0;
 }
 
@@ -81,81 +121,166 @@ static int copy_fd(int in, int out)
 
 /* Staging on another filesystem: copy into DEST/.quire-incoming (same filesystem as the
  * target), sync, and rename, so the target still appears only whole and what a killed
- * run leaves is found without scanning the whole destination. */
-static int copy_into_place(struct book *b, int dirfd, const char *name)
+ * run leaves is found without scanning the whole destination. Synchronous: the rare
+ * case, and one a same-filesystem --staging avoids. */
+static int copy_into_place(struct dir_sink *ds, const struct delivery *d, char *msg, size_t msglen)
 {
-        char tmp[BARCODE_MAX + 64];
-        snprintf(tmp, sizeof tmp, "%s/%s.quire-part", INCOMING, name);
-        if (mkdirat(dirfd, INCOMING, 0700) < 0 && errno != EEXIST)
-                return -errno;
-        int in = open(b->staging_path, O_RDONLY | O_CLOEXEC);
-        if (in < 0)
-                return -errno;
-        int out = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        int err = out < 0 ? -errno : copy_fd(in, out);
-        if (!err && (fchmod(out, delivered_mode) < 0 || fdatasync(out) < 0))
+        pthread_mutex_lock(&ds->incoming_lock);
+        int err = ds->incoming_fd >= 0 ? 0 : incoming_open(ds, msg, msglen);
+        pthread_mutex_unlock(&ds->incoming_lock);
+        if (err)
+                return err;
+        char tmp[256];
+        snprintf(tmp, sizeof tmp, "%s%s", d->name, PART);
+        int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+        int out = openat(ds->incoming_fd, tmp, flags, 0600);
+        if (out < 0 && errno == EEXIST && unlinkat(ds->incoming_fd, tmp, 0) == 0)
+                out = openat(ds->incoming_fd, tmp, flags, 0600);
+        err = out < 0 ? -errno : copy_fd(d->fd, out);
+        if (!err && (fchmod(out, ds->mode) < 0 || fdatasync(out) < 0))
                 err = -errno;
-        if (!err && renameat(dirfd, tmp, dirfd, name) < 0)
+        if (!err && renameat(ds->incoming_fd, tmp, ds->dirfd, d->name) < 0)
                 err = -errno;
         if (err && out >= 0)
-                unlinkat(dirfd, tmp, 0);
+                unlinkat(ds->incoming_fd, tmp, 0);
         if (out >= 0)
                 close(out);
-        close(in);
+        if (err)
+                snprintf(msg, msglen, "--dest %s/%s: %s", ds->dest, d->name, strerror(-err));
         return err;
 }
 
-static void on_dir_synced(struct loop_op *op, int res)
+static void on_synced(struct loop_op *op, int res)
 {
-        struct book *b = container_of(op, struct book, sink_op);
+        struct dir_slot *s = container_of(op, struct dir_slot, sync_op);
         if (res < 0) {
-                char msg[128];
-                snprintf(msg, sizeof msg, "--dest: fsync: %s", strerror(-res));
-                book_delivered(b, res, true, msg);
+                snprintf(s->detail, sizeof s->detail, "--dest %s: fsync: %s", s->ds->dest,
+                         strerror(-res));
+                s->d->done(s->d, res, true, s->detail);
                 return;
         }
-        book_delivered(b, 0, false, NULL);
+        s->d->done(s->d, 0, false, NULL);
 }
 
-static void dir_deliver(struct book *b)
+static void on_later(struct loop_op *op, int res)
 {
-        struct run *r = b->w->run;
-        char name[BARCODE_MAX + 16];
-        snprintf(name, sizeof name, "%s.tar.gz", b->item.barcode);
+        struct dir_slot *s = container_of(op, struct dir_slot, later_op);
+        s->d->done(s->d, s->err, s->transient, s->detail);
+}
+
+static void dir_deliver(struct sink_slot *ss, struct delivery *d)
+{
+        struct dir_slot *s = slot_of(ss);
+        struct dir_sink *ds = s->ds;
+        s->d = d;
         int err = 0;
-        if (fchmod(b->staging_fd, delivered_mode) < 0)
+        s->detail[0] = 0;
+        if (fchmod(d->fd, ds->mode) < 0)
                 err = -errno;
-        else if (renameat(AT_FDCWD, b->staging_path, r->dest_dir_fd, name) == 0)
-                b->staging_path[0] = 0; /* renamed away: nothing left to remove at staging */
+        else if (renameat(AT_FDCWD, d->staging_path, ds->dirfd, d->name) == 0)
+                d->staging_taken = true;
         else if (errno == EXDEV)
-                err = copy_into_place(b, r->dest_dir_fd, name);
+                err = copy_into_place(ds, d, s->detail, sizeof s->detail);
         else
                 err = -errno;
         if (err) {
-                char msg[200];
-                snprintf(msg, sizeof msg, "--dest %s/%s: %s", r->cfg.dest, name, strerror(-err));
-                book_delivered(b, err, err == -ENOSPC || err == -EDQUOT, msg);
+                if (!s->detail[0])
+                        snprintf(s->detail, sizeof s->detail, "--dest %s/%s: %s", ds->dest, d->name,
+                                 err == -ENOENT ? "the staging file is gone (removed "
+                                                  "by someone else?)"
+                                                : strerror(-err));
+                s->err = err;
+                s->transient = err == -ENOSPC || err == -EDQUOT;
+                loop_timer(worker_loop(s->w), &s->later_op, 0);
                 return;
         }
-        b->sink_op.fn = on_dir_synced;
-        loop_fdatasync(b->w->loop, &b->sink_op, r->dest_dir_fd);
+        loop_fdatasync(worker_loop(s->w), &s->sync_op, ds->dirfd);
 }
 
-static void dir_abort(struct book *b)
+static void dir_abort(struct sink_slot *ss)
 {
-        loop_cancel(b->w->loop, &b->sink_op);
+        struct dir_slot *s = slot_of(ss);
+        loop_cancel(worker_loop(s->w), &s->sync_op);
+        loop_cancel(worker_loop(s->w), &s->later_op);
 }
 
-static void dir_close(struct run *r)
+static int dir_slot_new(struct sink *sk, struct worker *w, struct sink_slot **out)
 {
-        if (r->dest_dir_fd >= 0)
-                close(r->dest_dir_fd);
+        struct dir_slot *s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        s->ds = (struct dir_sink *)sk;
+        s->w = w;
+        s->sync_op.fn = on_synced;
+        s->later_op.fn = on_later;
+        *out = (struct sink_slot *)s;
+        return 0;
 }
 
-const struct sink sink_dir = {
-    .name = "directory",
-    .open = dir_open,
+static void dir_slot_free(struct sink_slot *ss)
+{
+        free(ss);
+}
+
+static void dir_close(struct sink *sk)
+{
+        struct dir_sink *ds = (struct dir_sink *)sk;
+        if (ds->dirfd >= 0)
+                close(ds->dirfd);
+        privdir_unlock(ds->incoming_fd, ds->incoming_lockfd);
+        if (ds->incoming_fd >= 0)
+                close(ds->incoming_fd);
+        pthread_mutex_destroy(&ds->incoming_lock);
+        free(ds);
+}
+
+static const struct sink_ops dir_ops = {
+    .slot_new = dir_slot_new,
+    .slot_free = dir_slot_free,
     .deliver = dir_deliver,
     .abort = dir_abort,
     .close = dir_close,
 };
+
+int sink_dir_open(struct sink **out, const struct sink_config *cfg, char *msg, size_t msglen)
+{
+        struct dir_sink *ds = calloc(1, sizeof *ds);
+        if (!ds) {
+                snprintf(msg, msglen, "out of memory");
+                return -ENOMEM;
+        }
+        ds->base = (struct sink){.ops = &dir_ops, .kind = "directory"};
+        ds->dest = cfg->dest;
+        ds->dirfd = ds->incoming_fd = ds->incoming_lockfd = -1;
+        pthread_mutex_init(&ds->incoming_lock, NULL);
+        mode_t mask = umask(0);
+        umask(mask);
+        ds->mode = 0666 & ~mask;
+        int err = cfg->check_only ? 0 : mkdir_p(cfg->dest);
+        if (!err && cfg->check_only && access(cfg->dest, F_OK) < 0) {
+                /* A dry run creates nothing: the nearest existing parent must be writable. */
+                err = nearest_writable(cfg->dest);
+                if (!err) {
+                        *out = &ds->base;
+                        return 0;
+                }
+        } else if (!err) {
+                ds->dirfd = open(cfg->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (ds->dirfd < 0 || faccessat(ds->dirfd, ".", W_OK, AT_EACCESS) < 0)
+                        err = -errno;
+        }
+        if (err) {
+                snprintf(msg, msglen, "--dest %s: %s", cfg->dest, strerror(-err));
+                dir_close(&ds->base);
+                return err;
+        }
+        /* What a killed run left in the copy area goes now, under its lock. */
+        struct stat st;
+        if (!cfg->check_only && fstatat(ds->dirfd, INCOMING, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            (err = incoming_open(ds, msg, msglen)) < 0) {
+                dir_close(&ds->base);
+                return err;
+        }
+        *out = &ds->base;
+        return 0;
+}

@@ -5,25 +5,23 @@
 
 #include <string.h>
 
-typedef uint8_t v16 __attribute__((vector_size(16)));
+typedef uint8_t v64 __attribute__((vector_size(64)));
 
-void xor_into(uint8_t *restrict dst, const uint8_t *restrict src, size_t n)
+/* memcpy loads and stores keep this free of alignment assumptions; they compile to plain
+ * unaligned vector moves. (target_clones would pick AVX-512 at load time, but its ifunc
+ * resolver runs before ThreadSanitizer's runtime is up and crashes the TSan build.) */
+void cfb_xor(uint8_t *restrict out, const uint8_t *a, const uint8_t *b, size_t n)
 {
         size_t i = 0;
-        /* memcpy loads and stores keep this free of alignment assumptions; they compile to
-         * plain unaligned vector moves. */
         for (; i + 64 <= n; i += 64) {
-                v16 a[4], b[4];
-                memcpy(a, dst + i, sizeof a);
-                memcpy(b, src + i, sizeof b);
-                a[0] ^= b[0];
-                a[1] ^= b[1];
-                a[2] ^= b[2];
-                a[3] ^= b[3];
-                memcpy(dst + i, a, sizeof a);
+                v64 x, y;
+                memcpy(&x, a + i, sizeof x);
+                memcpy(&y, b + i, sizeof y);
+                x ^= y;
+                memcpy(out + i, &x, sizeof x);
         }
         for (; i < n; i++)
-                dst[i] ^= src[i];
+                out[i] = a[i] ^ b[i];
 }
 
 static int ecb(struct cfb *c, const uint8_t *in, uint8_t *out, size_t n)
@@ -56,22 +54,33 @@ static size_t partial(struct cfb *c, const uint8_t *in, uint8_t *out, size_t n)
         return i;
 }
 
-int cfb_decrypt(struct cfb *c, const uint8_t *in, uint8_t *out, size_t n)
+/* Whole blocks, a keystream run at a time: the run stays in L1 between the cipher that
+ * writes it and the XOR that reads it. */
+static int blocks(struct cfb *c, const uint8_t *in, uint8_t *out, size_t n)
 {
         size_t bs = c->bs;
-        size_t i = c->pos ? partial(c, in, out, n) : 0;
-        size_t full = (n - i) / bs * bs;
-        if (full) {
-                /* EVP takes an int length; callers pass slices far below that. */
-                if (ecb(c, c->iv, out + i, bs) ||
-                    (full > bs && ecb(c, in + i, out + i + bs, full - bs)))
+        for (size_t o = 0; o < n; o += CFB_RUN) {
+                size_t k = n - o < CFB_RUN ? n - o : CFB_RUN;
+                /* EVP takes an int length; runs are far below that. */
+                if (o == 0
+                        ? ecb(c, c->iv, c->run, bs) || (k > bs && ecb(c, in, c->run + bs, k - bs))
+                        : ecb(c, in + o - bs, c->run, k))
                         return -1;
-                xor_into(out + i, in + i, full);
-                memcpy(c->iv, in + i + full - bs, bs);
-                i += full;
+                cfb_xor(out + o, in + o, c->run, k);
         }
+        memcpy(c->iv, in + n - bs, bs);
+        return 0;
+}
+
+int cfb_decrypt(struct cfb *c, const uint8_t *in, uint8_t *out, size_t n)
+{
+        size_t i = c->pos ? partial(c, in, out, n) : 0;
+        size_t full = (n - i) / c->bs * c->bs;
+        if (full && blocks(c, in + i, out + i, full))
+                return -1;
+        i += full;
         if (i < n) {
-                if (ecb(c, c->iv, c->ks, bs))
+                if (ecb(c, c->iv, c->ks, c->bs))
                         return -1;
                 partial(c, in + i, out + i, n - i);
         }

@@ -16,7 +16,7 @@
  * two interleaved streams are bound by the SHA unit's throughput (~1.85 GB/s in all,
  * no gain over one stream's ~1.75 GB/s); without it, SHA1RNDS4 alone is the bound and two
  * streams run at ~3.5 GB/s. */
-#include "sha1x.h"
+#include "pgp_int.h"
 
 #include <string.h>
 

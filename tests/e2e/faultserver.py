@@ -21,6 +21,7 @@ Options:
   --token-file F       tokens, one a line, also accepted; read again on every request
   --stall-secs S       default stall/delay length (3)
   --no-name-faults     do not derive faults from barcode names
+  --no-range           ignore Range (a server without ranges: every GET is a 200)
   --s3rver-dir D       proxy mode: emulate what s3rver 3.7.1 lacks, ListMultipartUploads
                        (GET /BUCKET?uploads) and AbortMultipartUpload
                        (DELETE /BUCKET/KEY?uploadId=ID), on its store D
@@ -35,10 +36,12 @@ Rules, one a line ("#" comments):   PATTERN FAULT [COUNT] [NAME=VALUE...]
            reset     headers and `at` bytes of the body, then a TCP reset (SO_LINGER 0)
            short     full Content-Length, `at` bytes, then a clean close
            stall     `at` bytes, then nothing for `secs`, then=continue (default) or close
+           trickle   `at` bytes, then one byte every `secs` (0.5): never a stall, just slow
            delay     nothing for `secs` before answering normally
            reset-before  proxy: reset the connection without forwarding
            reset-after   proxy: forward, then reset instead of relaying the answer
            ok        answer normally (counts, so "ok 2" then "500" fails the third)
+           redirect  a 302 (status=N for another) with Location: to=URL (absolute or not)
   COUNT    the first COUNT matching requests for each path get the fault (default 1);
            "always" or "*": every one
   NAME=VALUE filters and parameters: method=GET,HEAD (default GET for body faults, any
@@ -48,7 +51,8 @@ Barcode names can carry a fault without a rules file: FAULT-<KIND>-<COUNT>-anyth
 (e.g. FAULT-503-2-0001, FAULT-RESET-1-0002, FAULT-404-ALL-0003), KIND and COUNT as above.
 
 ETag: every file answer (GET, HEAD, 206) carries ETag "<md5 of the file>".
-Range: "bytes=A-" and "bytes=A-B" are honoured (206).
+Range: "bytes=A-" and "bytes=A-B" are honoured (206), unless If-Range names another ETag
+(then the whole file, 200) or --no-range is given (a server without ranges: always 200).
 """
 
 import argparse
@@ -68,7 +72,7 @@ import threading
 import time
 import urllib.parse
 
-BODY_FAULTS = {"reset", "short", "stall"}
+BODY_FAULTS = {"reset", "short", "stall", "trickle"}
 HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "te", "upgrade",
        "proxy-connection", "trailer", "content-length"}
 OURS = {"date", "server"}  # send_response writes these
@@ -345,6 +349,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         return self._rst()
                     if fault == "short":
                         return self._fin()
+                    if fault == "trickle":
+                        # A byte every `secs` seconds: never silent long enough to stall.
+                        for i in range(len(rest)):
+                            self.wfile.write(rest[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(float(params.get("secs", "0.5")))
+                        sent += len(rest)
+                        cut = False
+                        continue
                     # stall
                     self.wfile.flush()
                     time.sleep(float(params.get("secs", self.state.args.stall_secs)))
@@ -375,6 +388,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._status(int(fault), fault, target, op, auth, rule)
         if fault == "slowdown":
             return self._status(503, fault, target, op, auth, rule)
+        if fault == "redirect":
+            return self._status(int(rule.params.get("status", "302")), fault, target, op, auth,
+                                rule, extra={"Location": rule.params.get("to", "/")})
         if any(p in ("..", ".") for p in path.split("/")):
             return self._status(400, "-", target, op, auth)
         full = os.path.join(self.state.args.root, path.lstrip("/"))
@@ -391,6 +407,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                    ("Accept-Ranges", "bytes")]
         start, end, code = 0, size - 1, 200
         m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        # If-Range: the rest only of the same object; a changed one is sent whole.
+        if_range = self.headers.get("If-Range")
+        if if_range is not None and if_range != dict(headers)["ETag"]:
+            m = None
+        if self.state.args.no_range:
+            m = None
+            headers = [h for h in headers if h[0] != "Accept-Ranges"]
         if m and int(m.group(1)) < size:
             start = int(m.group(1))
             end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
@@ -523,6 +546,7 @@ def main():
     p.add_argument("--token-file")
     p.add_argument("--stall-secs", type=float, default=3.0)
     p.add_argument("--no-name-faults", action="store_true")
+    p.add_argument("--no-range", action="store_true")
     p.add_argument("--s3rver-dir")
     args = p.parse_args()
     if args.root:

@@ -10,9 +10,14 @@
 #   wait_for_file PATH [SECONDS]   wait until PATH exists and is not empty (default 10 s)
 #   wait_for_line FILE REGEX [SECONDS]
 #                                  wait until a line of FILE matches the extended REGEX
+#   wait_count FILE REGEX N [SECONDS]
+#                                  wait until N lines of FILE match the extended REGEX
+#   wait_exit PID [SECONDS]        wait until the child PID exits (default 60 s) and return
+#                                  its exit status; past the deadline SIGKILL it, reap it,
+#                                  say so and return 124
 #   stop_pid PID [SECONDS]         SIGTERM PID, SIGKILL after SECONDS (default 5), reap it
 #   make_ca                        $T/ca/{ca.pem,ca.key,server.pem,server.key}; CA_FILE
-#   start_nginx DOCROOT [LIMIT_RATE]
+#   start_nginx DOCROOT [LIMIT_RATE]   (NGINX_LOCATIONS: more directives for its server)
 #                                  NGINX_HTTP, NGINX_HTTPS, NGINX_LOG, NGINX_PID
 #   start_s3rver [BUCKET...]       S3_ENDPOINT, S3RVER_ENDPOINT, S3RVER_DIR, S3RVER_LOG,
 #                                  S3_BUCKET, AWS_* (default bucket quire-test)
@@ -34,6 +39,7 @@ if ! declare -F on_exit >/dev/null; then
 	on_exit() { _on_exit+=("$*"); }
 	_servers_cleanup() {
 		local i
+		[ "$BASHPID" = "$$" ] || return 0 # not in a child forked for `CMD &` (lib.sh)
 		for ((i = ${#_on_exit[@]} - 1; i >= 0; i--)); do eval "${_on_exit[$i]}" || true; done
 	}
 	trap _servers_cleanup EXIT
@@ -98,6 +104,51 @@ wait_for_line() {
 	return 1
 }
 
+wait_count() {
+	local file=$1 re=$2 want=$3 end
+	end=$(_deadline "${4:-10}")
+	while [ "$(_now_ms)" -lt "$end" ]; do
+		[ "$(grep -cE -- "$re" "$file" 2>/dev/null)" -ge "$want" ] && return 0
+		_wait_change "$file"
+	done
+	[ "$(grep -cE -- "$re" "$file" 2>/dev/null)" -ge "$want" ] && return 0
+	echo "wait_count: fewer than $want lines matching /$re/ in $file within ${4:-10} s" >&2
+	return 1
+}
+
+# A watchdog child sleeps out the deadline; `wait -n` returns for whichever ends first, so
+# nothing polls. The watchdog is stopped with SIGKILL: until it has exec'd sleep it is a
+# copy of this shell, whose traps a SIGTERM would run.
+wait_exit() {
+	local pid=$1 secs=${2:-60} wd who='' rc stat
+	# wait -n would take a pid that is not our child for none at all, and sit out the
+	# deadline: only a live child of this shell goes that way.
+	if ! stat=$(cat "/proc/$pid/stat" 2>/dev/null); then
+		wait "$pid" # gone already: its status, if it was ours
+		return
+	fi
+	stat=${stat##*) }
+	# shellcheck disable=SC2086 # the fields after the command name, split
+	set -- $stat
+	if [ "${2:-}" != "$BASHPID" ]; then
+		echo "wait_exit: $pid is not a child of this shell" >&2
+		return 127
+	fi
+	sleep "$secs" &
+	wd=$!
+	wait -n -p who "$pid" "$wd"
+	rc=$?
+	if [ "$who" = "$pid" ]; then
+		kill -KILL "$wd" 2>/dev/null
+		wait "$wd" 2>/dev/null
+		return "$rc"
+	fi
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	echo "wait_exit: $pid still running after $secs s: killed" >&2
+	return 124
+}
+
 stop_pid() {
 	local pid=$1 end
 	kill -TERM "$pid" 2>/dev/null || return 0
@@ -131,7 +182,7 @@ make_ca() {
 # e.g. "GET /TEST0001.tar.gz.gpg 200 1048664 http c=3 r=2 t=0.004", so a test counts the
 # fetches of a book with: grep -c '^GET /TEST0001.tar.gz.gpg 200 ' "$NGINX_LOG".
 start_nginx() {
-	local docroot limit=${2:-0} d=$T/nginx http https try
+	local docroot limit=${2:-0} d=$T/nginx http https try end
 	docroot=$(cd "$1" && pwd) || return 1
 	[ -n "${CA_FILE:-}" ] && [ -f "$T/ca/server.pem" ] || make_ca || return 1
 	mkdir -p "$d/tmp"
@@ -169,6 +220,7 @@ http {
         ssl_protocols TLSv1.2 TLSv1.3;
         root $docroot;
         location / { }
+        ${NGINX_LOCATIONS:-}
     }
 }
 EOF
@@ -177,7 +229,9 @@ EOF
 			>>"$d/stdout.log" 2>&1 &
 		NGINX_PID=$!
 		# nginx writes its pid file after it has bound its listeners.
-		while kill -0 "$NGINX_PID" 2>/dev/null && [ ! -s "$d/nginx.pid" ]; do
+		end=$(_deadline 10)
+		while kill -0 "$NGINX_PID" 2>/dev/null && [ ! -s "$d/nginx.pid" ] &&
+			[ "$(_now_ms)" -lt "$end" ]; do
 			_wait_change "$d/nginx.pid"
 		done
 		if [ -s "$d/nginx.pid" ] && wait_port "$http" 5 && wait_port "$https" 5; then

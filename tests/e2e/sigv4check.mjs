@@ -4,20 +4,33 @@
 //
 //   node sigv4check.mjs --upstream http://127.0.0.1:PORT [--port 0] [--ready-file F]
 //                       [--log F] [--access-key K] [--secret S] [--region R]
+//                       [--lie-complete SUBSTRING] [--start-log F]
 //
 // Key, secret and region default to AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
 // (else S3RVER, S3RVER, us-east-1). Once listening on 127.0.0.1 it writes "PORT PID" to
 // the ready file. For every request, before forwarding it, one line is appended to the log:
-//   OK METHOD URL payload=P md5=M
-//   BAD METHOD URL payload=P md5=M: WHY
+//   OK METHOD URL payload=P md5=M[ checksum=C]
+//   BAD METHOD URL payload=P md5=M[ checksum=C]: WHY
 // where P is "ok" (x-amz-content-sha256 equals the body's SHA-256), "unsigned"
 // (UNSIGNED-PAYLOAD), "streaming" (STREAMING-*: only the seed signature is checked),
-// "absent" or "mismatch", and M is "ok", "absent" or "mismatch" (Content-MD5 against the
-// body). A payload or MD5 mismatch makes the line BAD, and so do a missing or malformed
-// Authorization header, another access key, region or service, x-amz-date not matching
-// the scope's date, a signed header missing from the request, or a signature differing
-// from the one the SDK's signer computes from the method, path, query, signed headers
-// and payload hash of the request as received.
+// "absent" or "mismatch", M is "ok", "absent" or "mismatch" (Content-MD5 against the
+// body) and C, only for a request with x-amz-checksum-sha256, "ok" or "mismatch" (base64
+// of the body's SHA-256). A payload, MD5 or checksum mismatch makes the line BAD, and so
+// do a missing or malformed Authorization header, another access key, region or service,
+// x-amz-date not matching the scope's date, a signed header missing from the request, or
+// a signature differing from the one the SDK's signer computes from the method, path,
+// query, signed headers and payload hash of the request as received.
+//
+// --lie-complete SUBSTRING: a CompleteMultipartUpload (POST ?uploadId=) whose URL contains
+// SUBSTRING is checked and logged as above but not forwarded: the answer is what S3 sends
+// when the completion fails after its 200 went out, a 200, 8 KiB of keep-alive blanks
+// in pieces, then an <Error> InternalError. The upload stays unfinished upstream.
+//
+// --start-log F: also one line "START METHOD URL" in F as each request's headers arrive
+// (the log above waits for the whole body), so a test can see an upload under way.
+//
+// SIGV4CHECK_LIE_COMPLETE and SIGV4CHECK_START_LOG in the environment are these options'
+// defaults (start_sigv4check passes none).
 import { createRequire } from 'node:module';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -34,6 +47,8 @@ const { Sha256 } = require('@aws-crypto/sha256-js');
 
 const opt = {
   upstream: '', port: 0, 'ready-file': '', log: '',
+  'lie-complete': process.env.SIGV4CHECK_LIE_COMPLETE || '',
+  'start-log': process.env.SIGV4CHECK_START_LOG || '',
   'access-key': process.env.AWS_ACCESS_KEY_ID || 'S3RVER',
   secret: process.env.AWS_SECRET_ACCESS_KEY || 'S3RVER',
   region: process.env.AWS_REGION || 'us-east-1',
@@ -85,7 +100,7 @@ function amzDate(s) {
 
 const AUTH_RE = /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/,\s]+)\/([^/,\s]+)\/aws4_request,\s*SignedHeaders=([a-z0-9;_.-]+),\s*Signature=([0-9a-f]{64})$/;
 
-// Returns [problems, payloadState, md5State].
+// Returns [problems, payloadState, md5State, checksumState].
 async function check(req, body) {
   const h = req.headers;
   const bad = [];
@@ -101,12 +116,18 @@ async function check(req, body) {
     md5 = h['content-md5'] === crypto.createHash('md5').update(body).digest('base64') ? 'ok' : 'mismatch';
     if (md5 === 'mismatch') bad.push('Content-MD5 does not match the body');
   }
+  let checksum = 'absent';
+  if (h['x-amz-checksum-sha256']) {
+    const want = crypto.createHash('sha256').update(body).digest('base64');
+    checksum = h['x-amz-checksum-sha256'] === want ? 'ok' : 'mismatch';
+    if (checksum === 'mismatch') bad.push(`x-amz-checksum-sha256 ${h['x-amz-checksum-sha256']} but the body's is ${want}`);
+  }
 
   const auth = h.authorization;
   const m = auth && AUTH_RE.exec(auth);
   if (!m) {
     bad.push(auth ? `malformed Authorization: ${auth}` : 'no Authorization header');
-    return [bad, payload, md5];
+    return [bad, payload, md5, checksum];
   }
   const [, keyId, scopeDate, region, service, signedList, signature] = m;
   if (keyId !== opt['access-key']) bad.push(`access key ${keyId}, expected ${opt['access-key']}`);
@@ -122,7 +143,7 @@ async function check(req, body) {
     if (h[name] === undefined) bad.push(`signed header ${name} is not in the request`);
     else headers[name] = Array.isArray(h[name]) ? h[name].join(',') : h[name];
   }
-  if (bad.length && !date) return [bad, payload, md5];
+  if (bad.length && !date) return [bad, payload, md5, checksum];
 
   const [rawPath, rawQuery] = req.url.split(/\?(.*)/s);
   const signer = new SignatureV4({
@@ -151,7 +172,7 @@ async function check(req, body) {
     expected = AUTH_RE.exec(signed.headers.authorization);
   } catch (e) {
     bad.push(`signer failed: ${e.message}`);
-    return [bad, payload, md5];
+    return [bad, payload, md5, checksum];
   }
   if (!expected) bad.push('signer produced no signature');
   else {
@@ -164,7 +185,7 @@ async function check(req, body) {
       }
     }
   }
-  return [bad, payload, md5];
+  return [bad, payload, md5, checksum];
 }
 
 // Only for the diagnosis above: the signature over the query string exactly as sent.
@@ -180,23 +201,48 @@ function asSentSignature(req, rawPath, rawQuery, names, day, region, service, bo
   return hmac(key, sts).toString('hex');
 }
 
+// S3's way of failing a CompleteMultipartUpload it has already answered 200 to.
+function lieComplete(res) {
+  res.writeHead(200, { 'content-type': 'application/xml' });
+  res.write('<?xml version="1.0" encoding="UTF-8"?>\n');
+  let sent = 0;
+  const blanks = () => {
+    if (sent < 8192) {
+      res.write(' '.repeat(1024));
+      sent += 1024;
+      setTimeout(blanks, 5);
+      return;
+    }
+    res.end('<Error><Code>InternalError</Code><Message>We encountered an internal error. ' +
+      'Please try again.</Message></Error>');
+  };
+  blanks();
+}
+
 const HOP = new Set(['connection', 'keep-alive', 'expect', 'transfer-encoding', 'te', 'upgrade',
   'proxy-connection', 'trailer']);
 
 const server = http.createServer((req, res) => {
+  if (opt['start-log']) fs.appendFileSync(opt['start-log'], `START ${req.method} ${req.url}\n`);
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
   req.on('end', async () => {
     const body = Buffer.concat(chunks);
     let verdict;
     try {
-      const [bad, payload, md5] = await check(req, body);
+      const [bad, payload, md5, checksum] = await check(req, body);
       verdict = `${bad.length ? 'BAD' : 'OK'} ${req.method} ${req.url} payload=${payload} md5=${md5}` +
+        (checksum === 'absent' ? '' : ` checksum=${checksum}`) +
         (bad.length ? `: ${bad.join('; ')}` : '');
     } catch (e) {
       verdict = `BAD ${req.method} ${req.url}: checker error ${e.message}`;
     }
     log(verdict.replace(/[\r\n]+/g, ' '));
+    if (opt['lie-complete'] && req.method === 'POST' && /[?&]uploadId=/.test(req.url) &&
+        req.url.includes(opt['lie-complete'])) {
+      lieComplete(res);
+      return;
+    }
 
     const headers = {};
     for (const [k, v] of Object.entries(req.headers)) if (!HOP.has(k)) headers[k] = v;

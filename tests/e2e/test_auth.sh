@@ -28,12 +28,12 @@ secret2="hdr-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 echo "$secret1" >"$T/tokens"
 (umask 077 && printf 'Authorization: Bearer %s\nX-Library: test\n' "$secret1" >"$T/headers")
 run_auth hdr --header-file "$T/headers"
-wait_for_line "$FAULT_LOG" "TEST0002.* stall " 20
+await "header file rotation: TEST0002 stalls" wait_for_line "$FAULT_LOG" "TEST0002.* stall " 20
 # Rotate while TEST0002 stalls: quire must send the new token for every later request.
 printf 'Authorization: Bearer %s\nX-Library: test\n' "$secret2" >"$T/headers.new"
 mv "$T/headers.new" "$T/headers"
 echo "$secret2" >"$T/tokens"
-wait "$QPID"
+wait_exit "$QPID" 60
 rc=$?
 if [ $rc -eq 0 ] && all_delivered "$T/hdr" && ! grep -q 'auth=bad\|auth=missing' "$FAULT_LOG"; then
 	pass "header file rotated mid-run: every request carried the current token, all delivered"
@@ -60,9 +60,9 @@ EOF
 start_tokensrv a
 printf 'TEST0003 stall 1 at=1024 secs=3 then=continue\n' >"$T/rules" # a fresh stall
 run_auth oauth --oauth "$T/oauth-a.json"
-wait_for_line "$FAULT_LOG" "TEST0003.* stall " 20
+await "oauth refresh on 401: TEST0003 stalls" wait_for_line "$FAULT_LOG" "TEST0003.* stall " 20
 echo "revoked" >"$T/tokens" # tok-1 no longer accepted
-wait "$QPID"
+wait_exit "$QPID" 60
 rc=$?
 issued=$(grep -c ' 200 tok-' "$TOKEN_LOG")
 if [ $rc -eq 0 ] && all_delivered "$T/oauth" && [ "$issued" -eq 2 ] &&
@@ -77,7 +77,7 @@ start_tokensrv b --expires-in 301 # quire refreshes 5 minutes ahead: at once, th
 printf 'TEST0004 stall 1 at=1024 secs=3 then=continue\n' >"$T/rules"
 before401=$(grep -c ' 401 ' "$FAULT_LOG")
 run_auth early --oauth "$T/oauth-b.json"
-wait "$QPID"
+wait_exit "$QPID" 60
 rc=$?
 issued=$(grep -c ' 200 tok-' "$TOKEN_LOG")
 if [ $rc -eq 0 ] && all_delivered "$T/early" && [ "$issued" -ge 2 ] &&

@@ -20,24 +20,12 @@ start_quire() {
 }
 
 
-# wait_count FILE REGEX N [SECONDS]: wait until N lines of FILE match REGEX.
-wait_count() {
-	local end
-	end=$(_deadline "${4:-10}")
-	while [ "$(_now_ms)" -lt "$end" ]; do
-		[ "$(grep -cE -- "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
-		_wait_change "$1"
-	done
-	echo "wait_count: fewer than $3 lines matching /$2/ in $1 after ${4:-10} s" >&2
-	return 1
-}
-
 # gets B: GETs of book B nginx logged (a request cut by the kill is logged too).
 gets() { grep -c "^GET /$1.tar.gz.gpg " "$NGINX_LOG"; }
 
 # ---- 1: killed while books download (their staging files exist) -------------------------
 start_quire run1
-wait_for_file "$STAGING/TEST0001.tar.gz.quire-part" 20
+await "kill -9 mid-download: a book downloading" wait_for_file "$STAGING/TEST0001.tar.gz.quire-part" 20
 { kill -9 "$QPID" && wait "$QPID"; } 2>/dev/null
 left=$(ls "$STAGING" | grep -c '\.quire-part$')
 n=$(whole_or_absent "$DEST")
@@ -49,9 +37,9 @@ fi
 
 # ---- 2: the same command, killed after some books are delivered -------------------------
 start_quire run2
-wait_for_line "$JOURNAL" $'^[^\t]+\tTEST000[0-9]\tok\t' 20
-wait_for_line "$T/run2.err" 'removed [0-9]+ staging files' 5
-wait_count "$JOURNAL" $'\tok\t' 4 20
+await "kill -9 after deliveries: the staging files removed at start" \
+	wait_for_line "$T/run2.err" 'removed [0-9]+ staging files' 20
+await "kill -9 after deliveries: four books journaled" wait_count "$JOURNAL" $'\tok\t' 4 30
 { kill -9 "$QPID" && wait "$QPID"; } 2>/dev/null
 if grep -qE "^quire: removed $left staging files left by an earlier run" "$T/run2.err"; then
 	pass "rerun: the $left staging files of the killed run removed at start"
@@ -71,7 +59,7 @@ staged_before=$(ls "$STAGING" | grep -c '\.quire-part$')
 
 # ---- 3: the same command to the end -------------------------------------------------------
 start_quire run3
-wait "$QPID"
+wait_exit "$QPID" 120
 rc=$?
 refetched=""
 for b in $journaled; do
@@ -111,7 +99,7 @@ rm -f "$DEST/TEST0009.tar.gz"
 g9=$(gets TEST0009)
 gall=$(grep -c '^GET ' "$NGINX_LOG")
 start_quire torn
-wait "$QPID"
+wait_exit "$QPID" 60
 rc=$?
 fields_ok=$(awk -F'\t' 'NF != 6 { bad = 1 } END { print bad ? "no" : "yes" }' "$JOURNAL")
 if [ "$rc" -eq 0 ] && [ "$(gets TEST0009)" -eq $((g9 + 1)) ] &&
@@ -144,7 +132,8 @@ if [ -d "$ROOT/tools/node_modules/s3rver" ]; then
 	"${S3CMD[@]}" 2>"$T/s3a.err" &
 	QPID=$!
 	# The big book's upload is created (its parts take seconds at 4 MiB/s): kill.
-	wait_for_line "$S3PROXY_LOG" '^POST /quire-test/crash/S3CBIG0001.tar.gz\?uploads= 200' 60
+	await "s3: the big book's multipart upload created" \
+		wait_for_line "$S3PROXY_LOG" '^POST /quire-test/crash/S3CBIG0001.tar.gz\?uploads= 200' 60
 	{ kill -9 "$QPID" && wait "$QPID"; } 2>/dev/null
 	open_uploads=$(s3client list-multipart "$S3_BUCKET" crash/ | grep -c .)
 	small_gets=$(grep -c '^GET /S3C000[12].tar.gz.gpg ' "$NGINX_LOG")
@@ -179,5 +168,5 @@ if [ -d "$ROOT/tools/node_modules/s3rver" ]; then
 		fail "s3: ETag skip" "rc=$rc; GETs $gets_before -> $(grep -c '^GET /S3C' "$NGINX_LOG"); $(tail -1 "$T/s3c.err")"
 	fi
 else
-	echo "  SKIP s3 crash: tools/node_modules/s3rver missing (make deps)"
+	skip "s3 crash" "tools/node_modules/s3rver missing (make deps)"
 fi

@@ -106,9 +106,12 @@ refused() {
 	fi
 }
 
-flip() { # flip FILE OFFSET: a copy with one byte changed
+flip() { # flip FILE OFFSET: a copy with one byte changed (XOR 0x5a: always a change)
+	local b
 	cp "$1" "$1.flip$2"
-	printf '\x5a' | dd of="$1.flip$2" bs=1 seek="$2" conv=notrunc status=none
+	b=$(od -An -tu1 -j "$2" -N1 "$1")
+	printf "\\x$(printf %02x $((b ^ 0x5a)))" | dd of="$1.flip$2" bs=1 seek="$2" conv=notrunc \
+		status=none
 	echo "$1.flip$2"
 }
 size=$(stat -c %s "$T/c-aes256.gpg")
@@ -144,3 +147,52 @@ fi
 expect_exit 2 usage-extra-arg "$QUIRE" decrypt --passphrase-file "$T/pw" a b
 expect_exit 2 usage-no-passphrase env -u QUIRE_PASSPHRASE "$QUIRE" decrypt "$T/z-zip.gpg"
 expect_exit 1 missing-input "$QUIRE" decrypt --passphrase-file "$T/pw" "$T/nonexistent.gpg"
+
+# -o syncs the data before the name appears and the directory after (strace's order).
+# sync_order NAME LOG OUT: fdatasync of the output, then its linkat/rename to OUT, then an
+# fsync (the directory), in that order.
+sync_order() {
+	local name=$1 log=$2 out=$3
+	local order
+	order=$(grep -nE 'fdatasync\(|linkat\(.*"'"$out"'(\.quire-[0-9-]+)?"|rename\(.*, "'"$out"'"\)|fsync\(' \
+		"$log" | grep -v ' = -1 ' | sed -E 's/^([0-9]+):[0-9]+ +([a-z]+).*/\2/' | uniq | tr '\n' ' ')
+	case $order in
+	"fdatasync linkat fsync " | "fdatasync linkat rename fsync ") pass "$name" ;;
+	*) fail "$name" "sync order: ${order:-none} ($(cat "$log"))" ;;
+	esac
+}
+# traced: LeakSanitizer cannot run under ptrace.
+traced() { # traced LOG CMD...
+	local log=$1
+	shift
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace -f -o "$log" \
+		-e trace=fdatasync,fsync,linkat,rename,renameat,renameat2 "$@"
+}
+rm -f "$T/synced.out"
+expect_exit 0 synced traced "$T/sync.strace" "$QUIRE" decrypt --passphrase-file "$T/pw" \
+	-o "$T/synced.out" "$T/z-zip.gpg"
+sync_order sync-before-link "$T/sync.strace" "$T/synced.out"
+same_file synced-content "$T/z-zip.gpg-out" "$T/synced.out"
+expect_exit 0 synced-replace traced "$T/sync2.strace" "$QUIRE" decrypt --passphrase-file \
+	"$T/pw" -o "$T/synced.out" "$T/z-none.gpg"
+sync_order sync-before-replace "$T/sync2.strace" "$T/synced.out"
+
+# Crafted messages (RFC 9580 packet formats; AES-128 by `openssl enc`, S2K and MDC by
+# hashlib), judged by gpg as well as quire.
+head -c 300000 /dev/urandom >"$T/p1plain"
+for z in "" zlib; do
+	n=partial1${z:+-$z}
+	check "craft-$n" python3 "$ROOT/tests/e2e/craftpgp.py" partial1 'correct horse' "$T/p1plain" "$T/$n.gpg" $z
+	same_as_gpg "$n" && same_file "$n-plain" "$T/p1plain" "$T/$n.out"
+	same_as_gpg "$n" --feed-size 1
+done
+check craft-skesk1 python3 "$ROOT/tests/e2e/craftpgp.py" skesks 1 'correct horse' "$T/text" "$T/skesk1.gpg"
+same_as_gpg skesk1
+# gpg stops at the first SKESK that does not unwrap; quire derives up to 4 keys.
+check craft-skesk2 python3 "$ROOT/tests/e2e/craftpgp.py" skesks 2 'correct horse' "$T/text" "$T/skesk2.gpg"
+"$QUIRE" decrypt --passphrase-file "$T/pw" -o "$T/skesk2.out" "$T/skesk2.gpg"
+same_file skesk2-right-one-last "$T/text" "$T/skesk2.out"
+check craft-skesk300 python3 "$ROOT/tests/e2e/craftpgp.py" skesks 300 'correct horse' "$T/text" "$T/skesk300.gpg"
+"${GPG[@]}" --yes --decrypt -o "$T/skesk300.gpg-out" "$T/skesk300.gpg" 2>"$T/skesk300.gpg-err"
+check skesk300-gpg-refuses grep -q "Bad session key" "$T/skesk300.gpg-err"
+refused skesk300-bomb "S2K bomb" "$T/skesk300.gpg"

@@ -2,7 +2,7 @@
 # books that do not fit fail cleanly (after their retries), the others are delivered
 # byte-exact, nothing partial is left anywhere. Then --staging-max: downloads wait while
 # the staged bytes are over the bound. Mounting needs privileges: without them the tmpfs
-# cases print SKIP and record nothing.
+# cases are recorded as skipped, with why.
 
 make_books "$T/src" 6 256K
 make_books "$T/big" 2 6M BIG
@@ -77,7 +77,7 @@ if mount_small "$T/small-staging" && mount_small "$T/small-dest"; then
 		fail "ENOSPC in --dest: others" "$(ls -la "$T/small-dest" "$T/staging-dst")"
 	fi
 else
-	echo "  SKIP ENOSPC: cannot mount a tmpfs here (needs CAP_SYS_ADMIN)"
+	skip "ENOSPC" "cannot mount a tmpfs here (needs CAP_SYS_ADMIN)"
 fi
 
 # ---- --staging-max ------------------------------------------------------------------------
@@ -95,11 +95,12 @@ EOF
 		--source "$FAULT_URL/{barcode}.tar.gz.gpg" --workers 2 --downloads 2 --threads 1 \
 		--stall-timeout 20 --staging-max 1MiB "$T/max.txt" 2>"$T/max.err" &
 	QPID=$!
-	if wait_for_line "$FAULT_LOG" '^GET /TEST0002\.tar\.gz\.gpg ' 30; then
+	if await "--staging-max: TEST0002 requested" \
+		wait_for_line "$FAULT_LOG" '^GET /TEST0002\.tar\.gz\.gpg ' 30; then
 		big_done=no
 		[ -e "$T/out-max/BIG0001.tar.gz" ] && big_done=yes
 	fi
-	wait "$QPID"
+	wait_exit "$QPID" 60
 	rc=$?
 	if [ "$rc" -eq 0 ] && [ "${big_done:-}" = yes ]; then
 		pass "--staging-max: a download waits while the staged bytes are over the bound"
@@ -114,5 +115,5 @@ EOF
 		fail "--staging-max: books" "$(ls -la "$T/out-max")"
 	fi
 else
-	echo "  SKIP --staging-max: not implemented (not in quire run --help)"
+	skip "--staging-max" "not implemented (not in quire run --help)"
 fi

@@ -171,5 +171,5 @@ if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && [ "$(stat -c %d /dev/s
 		fail "staging on another filesystem" "$(ls -la "$shm" "$T/out-xdev/.quire-incoming")"
 	fi
 else
-	echo "  SKIP staging on another filesystem: /dev/shm is not a separate tmpfs here"
+	skip "staging on another filesystem" "/dev/shm is not a separate tmpfs here"
 fi

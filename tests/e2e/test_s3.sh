@@ -12,8 +12,35 @@ start_nginx "$T/src" || exit 1
 start_s3rver quire-test || exit 1
 : >"$T/rules"
 start_s3_faultproxy --s3rver-dir "$S3RVER_DIR" --rules "$T/rules" || exit 1
-start_sigv4check || exit 1
+# The checker also answers CompleteMultipartUpload under lie/ the way S3 fails one after
+# its 200 (sigv4check.mjs), and logs each request's start to $SIGV4_STARTS.
+SIGV4_STARTS=$T/sigv4-starts
+SIGV4CHECK_LIE_COMPLETE=/quire-test/lie/ SIGV4CHECK_START_LOG=$SIGV4_STARTS start_sigv4check || exit 1
 BUCKET=$S3_BUCKET
+
+# wait_count FILE REGEX N SECONDS: until N lines of FILE match.
+wait_count() {
+	local end
+	end=$(_deadline "$4")
+	while [ "$(_now_ms)" -lt "$end" ]; do
+		[ "$(grep -cE -- "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
+		_wait_change "$1"
+	done
+	echo "wait_count: fewer than $3 lines matching /$2/ in $1 after $4 s" >&2
+	return 1
+}
+# wait_exit PID SECONDS: its exit status, or 124 (and it is killed) when it runs longer.
+wait_exit() {
+	local end
+	end=$(_deadline "$2")
+	while kill -0 "$1" 2>/dev/null && [ "$(_now_ms)" -lt "$end" ]; do sleep 0.05; done
+	if kill -0 "$1" 2>/dev/null; then
+		kill -KILL "$1"
+		wait "$1"
+		return 124
+	fi
+	wait "$1"
+}
 
 # run_s3 NAME [quire run options...]: quire over nginx into S3_ENDPOINT, stderr to
 # $T/NAME.err, journal $T/NAME.journal.
@@ -69,10 +96,14 @@ while read -r b; do
 import json, re, sys
 h = json.load(open(sys.argv[1]))
 m = h["Metadata"]
-want = {"barcode": sys.argv[2], "encrypted-etag": sys.argv[3], "plaintext-sha256": sys.argv[4]}
+want = {"barcode": sys.argv[2], "encrypted_etag": sys.argv[3], "plaintext-sha256": sys.argv[4],
+        "original_filename": sys.argv[2] + ".tar.gz.gpg"}
 bad = [f"{k}={m.get(k)!r}, wanted {v!r}" for k, v in want.items() if m.get(k) != v]
-if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", m.get("acquired", "")):
-    bad.append(f"acquired={m.get('acquired')!r}")
+if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", m.get("acquisition_date", "")):
+    bad.append(f"acquisition_date={m.get('acquisition_date')!r}")
+extra = set(m) - set(want) - {"acquisition_date"}
+if extra:
+    bad.append(f"unexpected metadata {sorted(extra)}")
 if h["ContentLength"] != int(sys.argv[5]):
     bad.append(f"ContentLength {h['ContentLength']}, wanted {sys.argv[5]}")
 if bad:
@@ -81,7 +112,7 @@ if bad:
 EOF
 done <"$T/all.txt"
 if [ $meta_bad -eq 0 ]; then
-	pass "s3: metadata barcode, encrypted-etag (nginx's ETag), plaintext-sha256, acquired on every object"
+	pass "s3: metadata exactly barcode, acquisition_date, encrypted_etag (nginx's ETag), original_filename, plaintext-sha256 on every object"
 else
 	fail "s3: metadata" "see above"
 fi
@@ -194,8 +225,7 @@ fi
 	--journal "$T/quit.journal" --staging "$T/staging-quit" --s3-endpoint "$S3_ENDPOINT" \
 	--dest "s3://$BUCKET/quit" --part-size 5MiB --max-upload-rate 1MiB "$T/big.txt" 2>"$T/quit.err" &
 QPID=$!
-if wait_for_line "$S3PROXY_LOG" '^POST /quire-test/quit/S3BIG0001.tar.gz\?uploads= 200' 30; then
-	sleep 0.5 # parts under way
+if wait_for_line "$SIGV4_STARTS" '^START PUT /quire-test/quit/S3BIG0001.tar.gz\?partNumber=1&' 30; then
 	kill -INT "$QPID"
 	wait_for_line "$T/quit.err" "Ctrl-C again" 10
 	kill -INT "$QPID"
@@ -208,6 +238,105 @@ if [ "$rc" -eq 130 ] && [ -z "$left" ] && ! s3_head_json "$BUCKET" quit/S3BIG000
 	pass "s3: two SIGINTs mid-multipart: exit 130, upload aborted, no object"
 else
 	fail "s3: abort mid-multipart" "rc=$rc left=[$left]; $(tail -3 "$T/quit.err")"
+fi
+
+# ---- issue 14.8: a second Ctrl-C with an endpoint that stops answering aborts -----------
+# Eight books in multipart on one worker thread (uploads held back by --max-upload-rate);
+# every AbortMultipartUpload stalls 15 s at the proxy. Sent one after another with a 5 s
+# timeout each, they would keep quire 40 s and the first would be answered before it
+# exits; sent together with a short deadline, quire exits before any is answered. The
+# next run's start aborts what is left.
+make_books "$T/q8" 8 6M S3Q
+cp "$T/q8"/*.gpg "$T/src/"
+printf '%s\n' '* delay always op=abort secs=15' >"$T/rules"
+"$QUIRE" run --source "$NGINX_HTTP/{barcode}.tar.gz.gpg" --passphrase-file "$PASSFILE" \
+	--journal "$T/q8.journal" --staging "$T/staging-q8" --s3-endpoint "$S3_ENDPOINT" \
+	--threads 1 --workers 8 --uploads 8 --dest "s3://$BUCKET/q8" --part-size 5MiB \
+	--max-upload-rate 256KiB "$T/q8/barcodes.txt" 2>"$T/q8.err" &
+QPID=$!
+if wait_count "$SIGV4_STARTS" '^START PUT /quire-test/q8/S3Q000[1-8].tar.gz\?partNumber=1&' 8 60; then
+	kill -INT "$QPID"
+	wait_for_line "$T/q8.err" "Ctrl-C again" 10
+	kill -INT "$QPID"
+fi
+wait_exit "$QPID" 60
+rc=$?
+deletes=$(grep -cE '^OK DELETE /quire-test/q8/S3Q000[1-8].tar.gz\?uploadId=' "$SIGV4_LOG")
+answered=$(grep -cE '^DELETE /quire-test/q8/.*op=abort' "$S3PROXY_LOG")
+if [ "$rc" -eq 130 ] && [ "$deletes" -eq 8 ] && [ "$answered" -eq 0 ]; then
+	pass "s3: second Ctrl-C: 8 aborts sent together, exit 130 before the stalled endpoint answered one"
+else
+	fail "s3: second Ctrl-C against a stalled endpoint" \
+		"rc=$rc deletes=$deletes answered=$answered; $(tail -3 "$T/q8.err")"
+fi
+left=$(s3client list-multipart "$BUCKET" q8/ | grep -c .)
+: >"$T/rules"
+expect_exit 0 "s3: the next run over the 8 leftovers exits 0" \
+	run_s3 q8b --dest "s3://$BUCKET/q8" --part-size 5MiB "$T/q8/barcodes.txt"
+if [ "$left" -eq 8 ] && grep -q 'aborted 8 unfinished multipart uploads' "$T/q8b.err"; then
+	pass "s3: its start aborted the 8 uploads the quit left"
+else
+	fail "s3: sweep after the quit" "left=$left; $(grep -i upload "$T/q8b.err")"
+fi
+no_uploads_left "s3: none left after the sweep" q8
+
+# ---- issue 9: a CompleteMultipartUpload answered 200, blanks, then <Error> ---------------
+expect_exit 1 "s3: a Complete that fails after its 200 fails the book (exit 1)" \
+	run_s3 lie --dest "s3://$BUCKET/lie" --part-size 5MiB --retries 1 "$T/big.txt"
+if grep -q $'S3BIG0001\tfailed.*CompleteMultipartUpload lie/S3BIG0001.tar.gz: HTTP 200 then Error InternalError' "$T/lie.journal" &&
+	! s3_head_json "$BUCKET" lie/S3BIG0001.tar.gz >/dev/null 2>&1; then
+	pass "s3: the <Error> after 8 KiB of blanks is not taken for success; no object"
+else
+	fail "s3: Complete 200 + Error" "$(cat "$T/lie.journal")"
+fi
+no_uploads_left "s3: the lied-to uploads were aborted" lie
+
+# ---- issue 10: a bucket the Python pipeline filled is taken over without a GET -----------
+# Its objects carry encrypted_etag (underscore) with the source's ETag as the header gave
+# it (quoted), barcode, acquisition_date and original_filename.
+while read -r b; do
+	etag=$(curl -sI "$NGINX_HTTP/$b.tar.gz.gpg" | sed -n 's/^[Ee][Tt]ag: *\(".*"\).*/\1/p' | tr -d '\r')
+	s3client put "$BUCKET" "py/$b.tar.gz" "$T/gpg/$b" "barcode=$b" "encrypted_etag=$etag" \
+		acquisition_date=2025-01-02T03:04:05Z "original_filename=$b.tar.gz.gpg"
+done <"$T/all.txt"
+gets_before=$(grep -c '^GET ' "$NGINX_LOG")
+expect_exit 0 "s3: a run over the Python pipeline's bucket exits 0" \
+	run_s3 py --dest "s3://$BUCKET/py" --part-size 5MiB "$T/all.txt"
+if [ "$gets_before" -eq "$(grep -c '^GET ' "$NGINX_LOG")" ] && grep -q "skipped: $NBOOKS" "$T/py.err"; then
+	pass "s3: every book skipped by its encrypted_etag, no archive fetched"
+else
+	fail "s3: takeover of a Python pipeline bucket" "$(tail -1 "$T/py.err")"
+fi
+
+# ---- issue 9: a stalled start ends at once on Ctrl-C --------------------------------------
+printf '%s\n' 'quire-test delay 1 op=list secs=30' >"$T/rules"
+"$QUIRE" run --source "$NGINX_HTTP/{barcode}.tar.gz.gpg" --passphrase-file "$PASSFILE" \
+	--journal "$T/stall.journal" --staging "$T/staging-stall" --s3-endpoint "$S3_ENDPOINT" \
+	--dest "s3://$BUCKET/stall" "$T/one.txt" 2>"$T/stall.err" &
+QPID=$!
+if wait_for_line "$SIGV4_LOG" '^OK GET /quire-test\?max-keys=1&prefix=stall%2F' 10; then
+	kill -INT "$QPID"
+fi
+wait_exit "$QPID" 60
+rc=$?
+# Today's cmd_run makes every failed open exit 2; 130 once it tells -EINTR apart.
+if { [ "$rc" -eq 2 ] || [ "$rc" -eq 130 ]; } && grep -q 'interrupted' "$T/stall.err" &&
+	! grep -q 'prefix=stall%2F' "$S3PROXY_LOG"; then
+	pass "s3: Ctrl-C during a stalled bucket check ends the start before any answer"
+else
+	fail "s3: interrupted start" "rc=$rc; $(cat "$T/stall.err")"
+fi
+: >"$T/rules"
+
+# ---- issue 14.10: dot segments in the prefix, --part-size above S3's 5 GiB ----------------
+expect_exit 2 "s3: s3://BUCKET/a/../b is exit 2" run_s3 dots --dest "s3://$BUCKET/a/../b" "$T/one.txt"
+expect_exit 2 "s3: --part-size 6GiB is exit 2" \
+	run_s3 p6 --dest "s3://$BUCKET/p6" --part-size 6GiB "$T/one.txt"
+if grep -q '"\.\." segment' "$T/dots.err" && grep -q -- '--part-size.*5GiB' "$T/p6.err" &&
+	! s3_head_json "$BUCKET" b/S3A0001.tar.gz >/dev/null 2>&1; then
+	pass "s3: both named; no key outside the prefix typed"
+else
+	fail "s3: dot segments, part size" "$(cat "$T/dots.err" "$T/p6.err")"
 fi
 
 # ---- configuration errors: exit 2 before the first book -----------------------------------

@@ -33,9 +33,10 @@ if wait_for_file "$part" 20; then
 	tr '\0' ' ' <"/proc/$QPID/cmdline" >"$T/cmdline"
 	ps -eo args >"$T/ps"
 else
+	fail "umask 027 run: TEST0001 downloading" "no staging file within 20 s"
 	mode=missing dmode=missing
 fi
-wait "$QPID"
+wait_exit "$QPID" 60
 rc=$?
 [ "$rc" -eq 0 ] && pass "umask 027 run: exit 0" || fail "umask 027 run" "rc=$rc $(cat "$T/run.err")"
 if [ "$mode" = 600 ] && [ "$dmode" = 700 ]; then

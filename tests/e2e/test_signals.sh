@@ -20,9 +20,12 @@ for io in uring epoll; do
 	# One SIGINT: drain.
 	start_quire "drain-$io" --io "$io"
 	# Two books downloading: their staging files exist.
-	wait_for_file "$T/drain-$io/.quire-staging/TEST0001.tar.gz.quire-part" 20 && wait_for_file "$T/drain-$io/.quire-staging/TEST0002.tar.gz.quire-part" 20
+	await "$io: drain: two books downloading" \
+		wait_for_file "$T/drain-$io/.quire-staging/TEST0001.tar.gz.quire-part" 20 &&
+		await "$io: drain: two books downloading" \
+			wait_for_file "$T/drain-$io/.quire-staging/TEST0002.tar.gz.quire-part" 20
 	kill -INT "$QPID"
-	wait "$QPID"
+	wait_exit "$QPID" 120
 	rc=$?
 	n=$(whole_or_absent "$T/drain-$io")
 	msg=$(grep 'finishing' "$T/drain-$io.err")
@@ -44,12 +47,13 @@ for io in uring epoll; do
 	# Two SIGINTs: abort at once (the books in flight need seconds more; they must not be
 	# finished), nothing partial anywhere. The time to exit is printed, not asserted.
 	start_quire "abort-$io" --io "$io"
-	wait_for_file "$T/abort-$io/.quire-staging/TEST0002.tar.gz.quire-part" 20
+	await "$io: abort: two books downloading" \
+		wait_for_file "$T/abort-$io/.quire-staging/TEST0002.tar.gz.quire-part" 20
 	kill -INT "$QPID"
-	wait_for_line "$T/abort-$io.err" "Ctrl-C again" 10
+	await "$io: abort: the first SIGINT is taken" wait_for_line "$T/abort-$io.err" "Ctrl-C again" 10
 	kill -INT "$QPID"
 	t0=$(date +%s%N)
-	wait "$QPID"
+	wait_exit "$QPID" 60
 	rc=$?
 	ms=$((($(date +%s%N) - t0) / 1000000))
 	n=$(whole_or_absent "$T/abort-$io")
@@ -63,9 +67,9 @@ done
 
 # SIGTERM drains like the first Ctrl-C.
 start_quire term
-wait_for_file "$T/term/.quire-staging/TEST0001.tar.gz.quire-part" 20
+await "SIGTERM: a book downloading" wait_for_file "$T/term/.quire-staging/TEST0001.tar.gz.quire-part" 20
 kill -TERM "$QPID"
-wait "$QPID"
+wait_exit "$QPID" 120
 rc=$?
 n=$(whole_or_absent "$T/term")
 if [ "$rc" -eq 130 ] && [ "$n" -ge 1 ] && grep -q 'SIGTERM: finishing' "$T/term.err"; then

@@ -72,7 +72,7 @@ static void spit(const char *path, const char *data, size_t len)
 
 static void append(struct journal *j, const char *bc, const char *outcome, const char *detail)
 {
-        struct journal_rec r = {bc, outcome, 1234, NULL, detail};
+        struct journal_rec r = {.barcode = bc, .outcome = outcome, .bytes = 1234, .detail = detail};
         assert_int_equal(journal_append(j, &r), 0);
 }
 
@@ -154,7 +154,10 @@ static void test_fields_sanitized(void **state)
         char sha[65];
         memset(sha, 'a', 64);
         sha[64] = 0;
-        struct journal_rec r = {"X1", "failed", 0, sha, "line one\nline\ttwo\r\n"};
+        struct journal_rec r = {.barcode = "X1",
+                                .outcome = "failed",
+                                .sha256_hex = sha,
+                                .detail = "line one\nline\ttwo\r\n"};
         assert_int_equal(journal_append(j, &r), 0);
         char *big = malloc(20000);
         assert_non_null(big);
@@ -164,7 +167,7 @@ static void test_fields_sanitized(void **state)
         r.barcode = "X2";
         assert_int_equal(journal_append(j, &r), 0);
         free(big);
-        struct journal_rec bad = {"bad\tcode", "ok", 0, NULL, NULL};
+        struct journal_rec bad = {.barcode = "bad\tcode", .outcome = "ok"};
         assert_int_equal(journal_append(j, &bad), -EINVAL);
         bad.barcode = "";
         assert_int_equal(journal_append(j, &bad), -EINVAL);
@@ -285,7 +288,10 @@ static void *appender(void *p)
                 size_t dl = (size_t)(i * 37 % 500) + 1;
                 memset(detail, 'a' + a->id, dl);
                 detail[dl] = 0;
-                struct journal_rec r = {bc, i % 3 ? "ok" : "failed", (uint64_t)i, NULL, detail};
+                struct journal_rec r = {.barcode = bc,
+                                        .outcome = i % 3 ? "ok" : "failed",
+                                        .bytes = (uint64_t)i,
+                                        .detail = detail};
                 if (journal_append(a->j, &r) != 0)
                         a->errors++;
         }

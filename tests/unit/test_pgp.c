@@ -191,6 +191,63 @@ static void test_reset_midway(void **state)
         free(seq.p);
 }
 
+/* The SEIPD of seq-plain.gpg (one five-octet length) cut into partial lengths (RFC 9580
+ * 4.2.1.4) of the sizes in `cut`, in turn (0xE0 + log2 before each piece); the final
+ * part gets a one- or two-octet length. */
+static struct buf reframed(const unsigned *cut, size_t ncut)
+{
+        struct buf in = load("seq-plain.gpg"), out = {0};
+        assert_int_equal(in.p[15], 0xd2);
+        assert_int_equal(in.p[16], 0xff);
+        size_t len =
+            (size_t)in.p[17] << 24 | (size_t)in.p[18] << 16 | (size_t)in.p[19] << 8 | in.p[20];
+        assert_int_equal(21 + len, in.len);
+        collect(&out, in.p, 16);
+        size_t o = 0;
+        for (size_t i = 0; len - o > cut[i % ncut]; o += cut[i++ % ncut]) {
+                uint8_t h = (uint8_t)(0xe0 + __builtin_ctz(cut[i % ncut]));
+                collect(&out, &h, 1);
+                collect(&out, in.p + 21 + o, cut[i % ncut]);
+        }
+        size_t last = len - o;
+        uint8_t h[2] = {(uint8_t)last, 0};
+        if (last >= 192) {
+                h[0] = (uint8_t)(((last - 192) >> 8) + 192);
+                h[1] = (uint8_t)((last - 192) & 0xff);
+        }
+        collect(&out, h, last >= 192 ? 2 : 1);
+        collect(&out, in.p + 21 + o, last);
+        free(in.p);
+        return out;
+}
+
+static void test_one_byte_partials(void **state)
+{
+        static const unsigned ones[] = {1}, mixed[] = {1, 2, 8, 1, 8192, 4, 1, 1, 4096, 2};
+        struct buf seq = seq_text(), out = {0};
+        struct buf ins[] = {reframed(ones, 1), reframed(mixed, 10)};
+        static const size_t chunks[] = {1, 4095, 1 << 20};
+        for (size_t f = 0; f < 2; f++) {
+                for (size_t i = 0; i < 3; i++) {
+                        int r = decrypt(dec, ins[f].p, ins[f].len, chunks[i], pass, &out);
+                        if (r)
+                                fail_msg("%zu-byte chunks: %s", chunks[i], pgp_detail(dec));
+                        assert_int_equal(out.len, seq.len);
+                        assert_memory_equal(out.p, seq.p, seq.len);
+                        assert_int_equal(pgp_bytes_out(dec), seq.len);
+                }
+        }
+        /* Tampered or cut anywhere in the gathered part, it is still refused. */
+        struct buf *in = &ins[0];
+        in->p[in->len / 2 | 1] ^= 1;
+        assert_int_equal(decrypt(dec, in->p, in->len, 1 << 20, pass, &out), PGP_EMDC);
+        assert_int_equal(decrypt(dec, in->p, in->len - 3, 1 << 20, pass, &out), PGP_ETRUNC);
+        free(ins[0].p);
+        free(ins[1].p);
+        free(out.p);
+        free(seq.p);
+}
+
 static int failing_sink(void *ctx, const uint8_t *p, size_t n)
 {
         return -ENOSPC;
@@ -208,7 +265,7 @@ static void test_sink_error(void **state)
 
 static void test_strerror(void **state)
 {
-        for (int e = PGP_EBADPASS; e <= PGP_ENOMEM; e++)
+        for (int e = PGP_EBADPASS; e <= PGP_ELIMIT; e++)
                 assert_string_not_equal(pgp_strerror(e), "unknown error");
 }
 
@@ -222,6 +279,7 @@ static void test_mdc_thread(void **state)
         test_tamper(state);
         test_reset_midway(state);
         test_sink_error(state);
+        test_one_byte_partials(state);
         pgp_free(dec);
         dec = plain;
 }
@@ -229,10 +287,15 @@ static void test_mdc_thread(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_gpg_messages), cmocka_unit_test(test_refusals),
-            cmocka_unit_test(test_tamper),       cmocka_unit_test(test_truncation),
-            cmocka_unit_test(test_reset_midway), cmocka_unit_test(test_sink_error),
-            cmocka_unit_test(test_strerror),     cmocka_unit_test(test_mdc_thread),
+            cmocka_unit_test(test_gpg_messages),
+            cmocka_unit_test(test_refusals),
+            cmocka_unit_test(test_tamper),
+            cmocka_unit_test(test_truncation),
+            cmocka_unit_test(test_reset_midway),
+            cmocka_unit_test(test_sink_error),
+            cmocka_unit_test(test_strerror),
+            cmocka_unit_test(test_mdc_thread),
+            cmocka_unit_test(test_one_byte_partials),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,7 +1,6 @@
-/* The interleaved SHA-NI SHA-1 of the S2K (src/sha1x.c) against OpenSSL, and
+/* The interleaved SHA-NI SHA-1 of the S2K (src/pgp/sha1x.c) against OpenSSL, and
  * pgp_s2k_derive with that path on and forced off. */
 #include "../../src/pgp/pgp_int.h"
-#include "../../src/pgp/sha1x.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

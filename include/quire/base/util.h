@@ -2,6 +2,7 @@
 #ifndef QUIRE_UTIL_H
 #define QUIRE_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,6 +10,14 @@
 #ifndef QUIRE_VERSION
 #define QUIRE_VERSION "unknown"
 #endif
+
+/* The struct that holds member m at p (an op embedded in its owner). */
+#define container_of(p, type, m) ((type *)((char *)(p)-offsetof(type, m)))
+
+/* write(2)/pwrite(2) until all of p[0..n) is written, through EINTR and short writes.
+ * 0 or -errno (-EIO when the kernel wrote nothing and said no error). */
+int util_write_all(int fd, const void *p, size_t n);
+int util_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
 
 /* One line on stderr, prefixed "quire: ". Thread-safe (one write per line). */
 void qlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -25,6 +34,12 @@ void hex_encode(const uint8_t *in, size_t len, char *out);
 /* UTC ISO 8601, "2026-11-29T02:40:00Z" (21 bytes with NUL). */
 void utc_iso8601(char out[21]);
 
+/* Keeps secrets out of core dumps: the process is made not dumpable (PR_SET_DUMPABLE 0)
+ * unless allow_core_dumps. 0 or -errno. */
+int secrets_protect(bool allow_core_dumps);
+/* Opens /dev/null on whichever of fds 0, 1 and 2 the process was started without. */
+void std_fds_guard(void);
+
 /* Wipes a secret string (passphrase, token, key) and frees it; NULL is fine. */
 void free_secret(char *s);
 
@@ -34,8 +49,9 @@ int remove_quire_parts(const char *dir);
 
 /* Reads a passphrase: first line of path (up to its "\n", as
  * gpg --passphrase-file reads it), or $QUIRE_PASSPHRASE when path is NULL. Warns when the
- * file is readable by group or others. Returns a malloc'd string or NULL with a message
- * already printed. */
+ * file is readable by group or others. The variable is wiped in place and unset once
+ * read (it would show in /proc/PID/environ for the whole run). Returns a malloc'd string or NULL
+ * with a message already printed. */
 char *read_passphrase(const char *path, size_t *len);
 
 #endif

@@ -26,6 +26,8 @@ struct journal_rec {
         const char *sha256_hex; /* NULL → "-" */
         const char *detail;     /* NULL → "-"; tabs and newlines are replaced by spaces; the
                                    line is cut at 4 KiB */
+        uint64_t line;          /* the book's line in the list (not written): a repeat read
+                                   later in the same run names it (journal_delivered_at) */
 };
 
 /* Opens (creating 0644, as the umask allows), locks (flock: -EWOULDBLOCK when another
@@ -33,8 +35,14 @@ struct journal_rec {
  * barcode with an "ok" line (memory: the barcodes' bytes plus a table of 8 bytes a slot,
  * load <= 3/4; about 33 MB for 1,000,000 14-byte barcodes). Returns 0 or -errno. */
 int journal_open(struct journal **out, const char *path);
+/* For looking only (quire run --dry-run): no lock, no repair, no file made when there is
+ * none (an empty journal); journal_append must not be called. 0 or -errno. */
+int journal_open_readonly(struct journal **out, const char *path);
 /* Thread-safe. Also true for barcodes appended as "ok" since the journal was opened. */
 bool journal_delivered(const struct journal *j, const char *barcode);
+/* 0: not delivered; 1: delivered by an earlier run; 2: delivered during this run, *line
+ * then being the list line its journal_rec gave. Thread-safe. */
+int journal_delivered_at(const struct journal *j, const char *barcode, uint64_t *line);
 /* Thread-safe; appends one line with a single write(); returns 0 or -errno. After a
  * failed partial write the next append first ends the torn line. */
 int journal_append(struct journal *j, const struct journal_rec *rec);

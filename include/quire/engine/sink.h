@@ -72,13 +72,16 @@ struct lookup {
 struct sink_ops {
         /* One per book slot, when the worker starts. Returns 0 or -errno. */
         int (*slot_new)(struct sink *s, struct worker *w, struct sink_slot **out);
+        /* When the worker ends: its loop has no request in flight any more (staging reads
+         * land in the slot's buffers), its multi handle is still there. */
         void (*slot_free)(struct sink_slot *ss);
         void (*deliver)(struct sink_slot *ss, struct delivery *d);
         /* Optional (NULL: the engine never skips by looking at the destination). */
         void (*lookup)(struct sink_slot *ss, struct lookup *lk);
         /* Drops the delivery or lookup in progress, leaving nothing partial; done() is not
          * called. A cleanup that needs the network (abort a multipart upload) keeps the
-         * worker running with worker_hold() and ends before the abort deadline. */
+         * worker running with worker_hold() and ends before the abort deadline. The run is
+         * quitting: the slot takes no new delivery or lookup, only slot_free. */
         void (*abort)(struct sink_slot *ss);
         void (*close)(struct sink *s);
 };

@@ -10,13 +10,17 @@
 /* Written by workers with relaxed atomics; read by the main thread. */
 struct stats {
         atomic_uint_fast64_t ok, failed, skipped; /* finished books by outcome */
-        atomic_uint_fast64_t bytes_in;            /* ciphertext received from the source */
-        atomic_uint_fast64_t bytes_out;           /* plaintext delivered */
-        atomic_int waiting;     /* taken by a worker, waiting for a download slot */
-        atomic_int downloading; /* GET in flight (decrypting inline) */
-        atomic_int finishing;   /* verified or flushing staged plaintext */
-        atomic_int uploading;   /* delivering to the destination */
-        atomic_int retrying;    /* waiting out a backoff before a retry */
+        /* GRIN: not at the source; conversion requested, in process, or failed (these
+         * are also counted in failed) */
+        atomic_uint_fast64_t requested, in_process, conversion_failed;
+        atomic_uint_fast64_t bytes_in;      /* ciphertext received from the source */
+        atomic_uint_fast64_t bytes_out;     /* plaintext delivered */
+        atomic_uint_fast64_t bytes_resumed; /* not fetched again: broken downloads resumed */
+        atomic_int waiting;                 /* taken by a worker, waiting for a download slot */
+        atomic_int downloading;             /* GET in flight (decrypting inline) */
+        atomic_int finishing;               /* verified or flushing staged plaintext */
+        atomic_int uploading;               /* delivering to the destination */
+        atomic_int retrying;                /* waiting out a backoff before a retry */
         /* Busy time of the download and upload slots (sum over slots, ns), and the span from
          * the first download start to the last download end (monotonic ns, 0 = none yet):
          * busy fraction = busy_download_ns / (downloads * span). */
@@ -29,6 +33,8 @@ struct stats {
  * total and elapsed_s, then status_window_update sets the rates. */
 struct status_snap {
         uint64_t ok, failed, skipped, bytes_in, bytes_out;
+        uint64_t requested, in_process, conversion_failed; /* GRIN's (in failed: the last) */
+        uint64_t bytes_resumed;
         int waiting, downloading, finishing, uploading, retrying;
         int download_limit, upload_limit;
         uint64_t queued;  /* barcodes in the MPMC queue */
@@ -39,6 +45,8 @@ struct status_snap {
 };
 
 void stats_snap(const struct stats *s, struct status_snap *out);
+/* Books finished, whatever their outcome (conversion-failed ones are in failed). */
+uint64_t status_done(const struct status_snap *s);
 
 /* Sliding-window rates: a fixed ring of (elapsed_s, done, bytes_in) samples, the first
  * being the run's start. Rates are measured from the newest sample at least span_s old

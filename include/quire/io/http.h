@@ -32,9 +32,13 @@ int http_easy_reset(CURL *e, const struct http_baseline *b);
 struct http_head {
         long status;
         char etag[HTTP_ETAG_MAX]; /* normalized (http_etag_normalize); "" when absent */
-        unsigned retry_after_s;   /* delta-seconds form only, capped at one hour; 0 absent */
-        int64_t content_length;   /* -1 when absent */
-        bool too_long;            /* a header line longer than HTTP_LINE_MAX was seen */
+        bool etag_weak;           /* it came with W/ */
+        /* Content-Range of a 206: the first byte's offset and the whole length (-1 when
+         * absent or unparsable). */
+        int64_t range_start, range_total;
+        unsigned retry_after_s; /* delta-seconds form only, capped at one hour; 0 absent */
+        int64_t content_length; /* -1 when absent */
+        bool too_long;          /* a header line longer than HTTP_LINE_MAX was seen */
 };
 #define HTTP_LINE_MAX (16 * 1024)
 

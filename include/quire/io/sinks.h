@@ -21,6 +21,8 @@ struct sink_config {
          * true when the user asked to stop (a pending SIGINT/SIGTERM), which ends them at
          * once with -EINTR. NULL: never. */
         bool (*interrupted)(void);
+        /* Only check (quire run --dry-run): create nothing, sweep nothing. */
+        bool check_only;
 };
 
 /* Opens the destination cfg->dest names: checks it (credentials, the bucket, a writable

@@ -4,12 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <bzlib.h>
+#include <zlib.h>
+
 /* bzip2 has no reset: every stream is BZ2_bzDecompressInit..End, which allocates up to
  * 3.7 MB (900k blocks). A bump arena, allocated once and rewound per stream, keeps that
  * off the per-message path; its pages are only touched when a message uses BZip2. */
 #define BZ_ARENA (4u << 20)
 
-struct pz {
+struct decomp {
         int algo;
         bool zinit, bzinit;
         z_stream zs;
@@ -20,7 +23,7 @@ struct pz {
 
 static void *bz_alloc(void *opaque, int items, int size)
 {
-        struct pz *z = opaque;
+        struct decomp *z = opaque;
         size_t n = ((size_t)items * (size_t)size + 15) & ~(size_t)15;
         if (n > BZ_ARENA - z->arena_used)
                 return NULL;
@@ -33,9 +36,9 @@ static void bz_free(void *opaque, void *p)
 {
 }
 
-int pz_new(struct pz **out)
+int decomp_new(struct decomp **out)
 {
-        struct pz *z = calloc(1, sizeof *z);
+        struct decomp *z = calloc(1, sizeof *z);
         if (!z)
                 return -1;
         z->arena = malloc(BZ_ARENA);
@@ -51,7 +54,7 @@ int pz_new(struct pz **out)
         return 0;
 }
 
-static void bz_end(struct pz *z)
+static void bz_end(struct decomp *z)
 {
         if (z->bzinit)
                 BZ2_bzDecompressEnd(&z->bz);
@@ -59,7 +62,7 @@ static void bz_end(struct pz *z)
         z->arena_used = 0;
 }
 
-void pz_free(struct pz *z)
+void decomp_free(struct decomp *z)
 {
         if (!z)
                 return;
@@ -70,7 +73,7 @@ void pz_free(struct pz *z)
         free(z);
 }
 
-int pz_start(struct pz *z, int algo)
+int decomp_start(struct decomp *z, int algo)
 {
         bz_end(z);
         z->algo = algo;
@@ -88,7 +91,7 @@ int pz_start(struct pz *z, int algo)
         return 0;
 }
 
-static int step_zlib(struct pz *z, const uint8_t *in, size_t len, size_t *used, uint8_t *out,
+static int step_zlib(struct decomp *z, const uint8_t *in, size_t len, size_t *used, uint8_t *out,
                      size_t cap, size_t *made, const char **why)
 {
         z->zs.next_in = (Bytef *)in;
@@ -106,7 +109,7 @@ static int step_zlib(struct pz *z, const uint8_t *in, size_t len, size_t *used, 
         return -1;
 }
 
-static int step_bzip2(struct pz *z, const uint8_t *in, size_t len, size_t *used, uint8_t *out,
+static int step_bzip2(struct decomp *z, const uint8_t *in, size_t len, size_t *used, uint8_t *out,
                       size_t cap, size_t *made, const char **why)
 {
         z->bz.next_in = (char *)in;
@@ -124,8 +127,8 @@ static int step_bzip2(struct pz *z, const uint8_t *in, size_t len, size_t *used,
         return -1;
 }
 
-int pz_step(struct pz *z, const uint8_t *in, size_t len, size_t *used, uint8_t *out, size_t cap,
-            size_t *made, const char **why)
+int decomp_step(struct decomp *z, const uint8_t *in, size_t len, size_t *used, uint8_t *out,
+                size_t cap, size_t *made, const char **why)
 {
         if (z->algo == 3)
                 return step_bzip2(z, in, len, used, out, cap, made, why);
