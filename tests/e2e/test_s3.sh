@@ -292,12 +292,14 @@ fi
 no_uploads_left "s3: the lied-to uploads were aborted" lie
 
 # ---- issue 10: a bucket the Python pipeline filled is taken over without a GET -----------
-# Its objects carry encrypted_etag (underscore) with the source's ETag as the header gave
-# it (quoted), barcode, acquisition_date and original_filename.
+# Its objects are written by boto3, as the Python pipeline writes them: user metadata
+# encrypted_etag (underscore) with the source's ETag as the header gave it (quoted),
+# barcode, acquisition_date and original_filename.
 while read -r b; do
 	etag=$(curl -sI "$NGINX_HTTP/$b.tar.gz.gpg" | sed -n 's/^[Ee][Tt]ag: *\(".*"\).*/\1/p' | tr -d '\r')
-	s3client put "$BUCKET" "py/$b.tar.gz" "$T/gpg/$b" "barcode=$b" "encrypted_etag=$etag" \
-		acquisition_date=2025-01-02T03:04:05Z "original_filename=$b.tar.gz.gpg"
+	/usr/bin/python3 "$ROOT/tests/e2e/python_pipeline_put.py" "$S3RVER_ENDPOINT" "$BUCKET" "py/$b.tar.gz" \
+		"$T/gpg/$b" "$b" "$etag" "$b.tar.gz.gpg" ||
+		fail "s3: boto3 put of $b" "python_pipeline_put.py failed"
 done <"$T/all.txt"
 gets_before=$(grep -c '^GET ' "$NGINX_LOG")
 expect_exit 0 "s3: a run over the Python pipeline's bucket exits 0" \
