@@ -185,6 +185,10 @@ static int request_start(struct http_slot *h)
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
         curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)HTTP_BUFFER);
+        /* HTTP/2 shares one connection between books: a reset then breaks every stream on
+         * it, and libcurl 7.88 crashed under that with connections shared (W4,
+         * kernel-notes.md). One connection a download, reused, is the fastest here. */
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
         curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(e, CURLOPT_XFERINFODATA, h);
