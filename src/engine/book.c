@@ -252,12 +252,13 @@ static void staging_failed(struct book *b, int err)
         char msg[sizeof b->stage.path + 96];
         b->space_wait = stage_disk_full_shared(&b->stage, err);
         if (err == -EFBIG) {
-                snprintf(msg, sizeof msg, "larger than the %s's limit (%llu bytes)",
-                         b->r->cfg.max_book_size &&
-                                 b->r->staging.max_book == b->r->cfg.max_book_size
-                             ? "--max-book-size"
-                             : "destination",
-                         (unsigned long long)b->r->staging.max_book);
+                const struct run_config *cfg = &b->r->cfg;
+                uint64_t max = b->r->staging.max_book;
+                snprintf(msg, sizeof msg, "larger than %s (%llu bytes)",
+                         max == cfg->max_book_size ? "--max-book-size"
+                         : max == cfg->staging_max ? "--staging-max"
+                                                   : "the destination takes",
+                         (unsigned long long)max);
                 book_failed(b, false, false, false, msg);
                 return;
         }

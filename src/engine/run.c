@@ -508,8 +508,12 @@ int run_execute(struct run *r, struct source *src, struct sink *sink)
 {
         r->source = src;
         r->sink = sink;
-        if (sink->max_size && (!r->staging.max_book || sink->max_size < r->staging.max_book))
-                r->staging.max_book = sink->max_size;
+        /* One book's bound is the least of --max-book-size, --staging-max (a book larger
+         * than all the staging space could never be staged) and the destination's. */
+        uint64_t limits[] = {r->cfg.staging_max, sink->max_size};
+        for (unsigned i = 0; i < 2; i++)
+                if (limits[i] && (!r->staging.max_book || limits[i] < r->staging.max_book))
+                        r->staging.max_book = limits[i];
         if (probe_backend(r) < 0)
                 return RUN_EXIT_USAGE;
         unsigned threads = r->cfg.threads ? r->cfg.threads
