@@ -48,7 +48,6 @@ struct book {
         /* source */
         struct source_slot *src;
         bool head;      /* the request in flight is a HEAD (skip-unchanged) */
-        bool head_said; /* this slot already said the source refuses HEAD */
         uint64_t fed;   /* body bytes handed to the decryptor */
         bool room_wait; /* the source is paused until the stage has room */
         size_t room_need;
@@ -583,12 +582,10 @@ static void head_done(struct book *b, const struct source_result *res)
             (res->status == SOURCE_FAILED && res->http_status >= 400 && res->http_status < 500)) {
                 /* Changed, or a source that does not answer HEAD the way it answers GET
                  * (404, 405): the fetch decides. */
-                if (res->status != SOURCE_OK && !b->head_said) {
-                        b->head_said = true;
+                if (res->status != SOURCE_OK && !atomic_exchange(&b->r->head_refused, true))
                         qlog("notice: the source answered HEAD with HTTP %ld; fetching books "
                              "the destination holds instead of comparing ETags",
                              res->http_status);
-                }
                 fetch_begin(b); /* keeps the download slot */
                 return;
         }
@@ -614,7 +611,7 @@ static void download_begin(struct book *b)
         atomic_compare_exchange_strong(&b->r->stats.first_download_ns, &zero, b->dl_started_ns);
         set_stage(b, BOOK_DOWNLOADING);
         b->retry_after_s = 0;
-        if (!b->dest_etag[0]) {
+        if (!b->dest_etag[0] || atomic_load(&b->r->head_refused)) {
                 fetch_begin(b);
                 return;
         }

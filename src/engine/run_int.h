@@ -72,6 +72,7 @@ struct run {
         atomic_bool aborting;      /* second signal: drop everything in flight */
         atomic_uint consecutive_failures;
         atomic_bool failure_stop; /* too many run-level failures in a row */
+        atomic_bool head_refused; /* the source refuses HEAD: books are fetched instead */
         char failure_reason[256];
         int main_wake_fd; /* eventfd: a book ended, a worker left, room in the queue */
         struct worker *workers;

@@ -378,3 +378,22 @@ if grep -q "$AWS_SECRET_ACCESS_KEY:" "$T"/*.err 2>/dev/null || grep -q 'test-ses
 else
 	pass "s3: secrets stay out of the logs"
 fi
+
+# ---- issue 14.9: a source that refuses HEAD (405) but serves GET --------------------------
+# The destination holds the books (the first run's prefix "all"); skip-unchanged would HEAD
+# the source; the book must not fail: it is fetched and delivered again, said once.
+echo 'S3A* 405 always method=HEAD' >"$T/head.rules"
+start_faultserver "$T/src" --rules "$T/head.rules" --no-name-faults
+HEAD_SRC=$FAULT_URL
+run_s3 head --source "$HEAD_SRC/{barcode}.tar.gz.gpg" --dest "s3://$BUCKET/headless" "$T/src/barcodes.txt"
+rc1=$?
+run_s3 head2 --source "$HEAD_SRC/{barcode}.tar.gz.gpg" --dest "s3://$BUCKET/headless" "$T/src/barcodes.txt"
+rc2=$?
+heads=$(grep -c '^HEAD /S3A[0-9]*.tar.gz.gpg 405 ' "$FAULT_LOG")
+if [ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] && [ "$heads" -ge 1 ] &&
+	[ "$(grep -c 'answered HEAD with HTTP 405' "$T/head2.err")" -eq 1 ] &&
+	[ "$(grep -cP '\tok\t' "$T/head2.journal")" -eq 6 ]; then
+	pass "s3: a source refusing HEAD (405): the books fetched instead of failing, said once"
+else
+	fail "s3: HEAD refused" "rc=$rc1/$rc2 heads=$heads; $(grep -v '^quire: [0-9]' "$T/head2.err" | head -5)"
+fi
