@@ -422,6 +422,21 @@ static int on_src_data(void *owner, uint64_t off, const uint8_t *p, size_t n)
         return 0;
 }
 
+/* The ciphertext's length bounds the plaintext's from below: OpenPGP's framing adds a few
+ * dozen bytes, and compressed data incompressible to begin with grows by well under 1/64
+ * (deflate's stored blocks, bzip2's worst case). A book already too large for the
+ * destination's or the run's bound is refused before a byte of it is fetched. */
+static int on_src_length(void *owner, uint64_t length)
+{
+        struct book *b = owner;
+        uint64_t max = b->r->staging.max_book;
+        if (!max || length <= max + max / 64 + 4096)
+                return 0;
+        b->feed_error = PGP_ESINK;
+        b->restart_err = -EFBIG;
+        return -EFBIG;
+}
+
 static void on_stage_room(void *owner)
 {
         struct book *b = owner;
@@ -734,7 +749,8 @@ int book_new(struct book **out, struct worker *w)
         b->w = w;
         b->r = w->run;
         b->timer.fn = on_backoff_done;
-        static const struct source_events events = {.data = on_src_data, .done = on_src_done};
+        static const struct source_events events = {
+            .data = on_src_data, .done = on_src_done, .length = on_src_length};
         int err = pgp_new(&b->dec) < 0 ? -ENOMEM : 0;
         if (!err)
                 pgp_set_defer_keys(b->dec, true); /* every S2K beside the loop */

@@ -104,6 +104,12 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
                         h->bad_range = true;
                         return 0;
                 }
+                int64_t total = st == 206 ? h->head.range_total : h->head.content_length;
+                int rc = total >= 0 && h->ev->length ? h->ev->length(h->owner, (uint64_t)total) : 0;
+                if (rc < 0) {
+                        h->stop_rc = rc;
+                        return 0;
+                }
         }
         if (h->html) {
                 h->stop_rc = STOP_HTML;

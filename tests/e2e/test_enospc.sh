@@ -125,7 +125,7 @@ EOF
 	if [ "$rc" -eq 1 ] && grep -q $'\tBIG0001\tfailed\t.*larger than --staging-max' "$T/one-big.journal" &&
 		cmp -s "$T/plain/TEST0003.tar.gz" "$T/out-onebig/TEST0003.tar.gz" &&
 		[ -z "$(ls -A "$T/out-onebig/.quire-staging")" ]; then
-		pass "--staging-max: a book larger than the bound fails alone, clearly; the other delivered"
+		pass "--staging-max: a book larger than the bound fails alone, clearly, refused by its length; the other delivered"
 	else
 		fail "--staging-max: one big book" "rc=$rc; $(cat "$T/one-big.err")"
 	fi

@@ -69,6 +69,11 @@ struct source_events {
         int (*data)(void *owner, uint64_t off, const uint8_t *p, size_t n);
         /* Once per begin(), unless abort() came first. */
         void (*done)(void *owner, const struct source_result *res);
+        /* Optional: the whole body's length, when the source knows it, before its first
+         * data(). A negative return ends the transfer at once (done() follows with
+         * SOURCE_STOPPED): a book too large for the destination is refused before it is
+         * downloaded. */
+        int (*length)(void *owner, uint64_t length);
 };
 
 /* What a catalog knows of a book the source answered "not found" for (GRIN: a conversion
