@@ -147,8 +147,10 @@ static void book_skip(struct book *b)
         char detail[SOURCE_ETAG_MAX + 64];
         snprintf(detail, sizeof detail, "unchanged at the source (ETag %s)", b->etag);
         set_stage(b, BOOK_IDLE); /* the status line must not count it in a stage */
-        struct journal_rec rec = {
-            .barcode = b->item.barcode, .outcome = "skipped", .detail = detail};
+        struct journal_rec rec = {.barcode = b->item.barcode,
+                                  .outcome = "skipped",
+                                  .detail = detail,
+                                  .duration_ns = now_ns() - b->started_ns};
         journal_append(b->r->journal, &rec);
         progress_count(b->r, OUTCOME_SKIPPED, 0);
         book_end(b);
@@ -173,6 +175,7 @@ static void book_finish(struct book *b, bool ok, bool run_level, const char *det
             .bytes = ok ? bytes : 0,
             .sha256_hex = ok ? b->digest.sha256_hex : NULL,
             .detail = detail,
+            .duration_ns = now_ns() - b->started_ns,
         };
         journal_append(b->r->journal, &rec);
         if (!ok)
