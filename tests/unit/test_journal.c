@@ -244,6 +244,23 @@ static void test_durations(void **state)
         free(text);
 }
 
+/* Opens the journal at path: it says every barcode of yes was delivered, and no other
+ * (none of no). Both lists end with NULL. */
+static void expect_delivered(const char *path, const char *const *yes, const char *const *no)
+{
+        struct journal *j;
+        assert_int_equal(journal_open(&j, path), 0);
+        uint64_t n = 0;
+        for (; yes[n]; n++)
+                if (!journal_delivered(j, yes[n]))
+                        fail_msg("%s not delivered", yes[n]);
+        for (; *no; no++)
+                if (journal_delivered(j, *no))
+                        fail_msg("%s delivered", *no);
+        assert_int_equal(journal_delivered_count(j), n);
+        journal_close(j);
+}
+
 /* Journals from before the 7th column, and lines with more columns than we write, load
  * the same; a line with the 7th column is found delivered after reopening. */
 static void test_old_and_wider_lines(void **state)
@@ -254,14 +271,9 @@ static void test_old_and_wider_lines(void **state)
                                    "2026-01-01T00:00:00Z\tMORE1\tok\t1\t-\t-\t2.5\tx\ty\n"
                                    "2026-01-01T00:00:00Z\tFAIL1\tfailed\t0\t-\tHTTP 404\t0.010\n";
         spit(fx->path, text, sizeof text - 1);
-        struct journal *j;
-        assert_int_equal(journal_open(&j, fx->path), 0);
-        assert_true(journal_delivered(j, "OLD1"));
-        assert_true(journal_delivered(j, "NEW1"));
-        assert_true(journal_delivered(j, "MORE1"));
-        assert_false(journal_delivered(j, "FAIL1"));
-        assert_int_equal(journal_delivered_count(j), 3);
-        journal_close(j);
+        static const char *const yes[] = {"OLD1", "NEW1", "MORE1", NULL}, *const no[] = {"FAIL1",
+                                                                                         NULL};
+        expect_delivered(fx->path, yes, no);
 }
 
 static void test_torn_last_line(void **state)
@@ -315,15 +327,8 @@ static void test_foreign_lines(void **state)
                                            "T\tD4\tokay\t1\t-\t-\n");
         spit(fx->path, data, len);
         free(data);
-        struct journal *j;
-        assert_int_equal(journal_open(&j, fx->path), 0);
-        assert_true(journal_delivered(j, "A1"));
-        assert_true(journal_delivered(j, "C3"));
-        assert_false(journal_delivered(j, "Z9"));
-        assert_false(journal_delivered(j, "B2"));
-        assert_false(journal_delivered(j, "D4"));
-        assert_int_equal(journal_delivered_count(j), 2);
-        journal_close(j);
+        static const char *const yes[] = {"A1", "C3", NULL}, *const no[] = {"Z9", "B2", "D4", NULL};
+        expect_delivered(fx->path, yes, no);
 }
 
 static void test_second_open_refused(void **state)
