@@ -77,6 +77,7 @@ struct book {
         unsigned resumes;
         uint64_t resumed_bytes; /* not fetched again thanks to resuming */
         bool space_wait;        /* the failure was a full staging disk others will free */
+        const char *cause;      /* the failure's label, should it be retried (metrics) */
         uint64_t started_ns, dl_started_ns, ul_started_ns;
         bool holds_download, holds_upload;
         char detail[512];
@@ -110,7 +111,7 @@ static void release_download(struct book *b)
         if (!b->holds_download)
                 return;
         uint64_t now = now_ns();
-        atomic_fetch_add(&b->r->stats.busy_download_ns, now - b->dl_started_ns);
+        slot_time_close(&b->r->stats.download_time, b->dl_started_ns, now);
         atomic_store(&b->r->stats.last_download_end_ns, now);
         b->holds_download = false;
         slots_release(b->r, &b->r->downloads);
@@ -120,7 +121,7 @@ static void release_upload(struct book *b)
 {
         if (!b->holds_upload)
                 return;
-        atomic_fetch_add(&b->r->stats.busy_upload_ns, now_ns() - b->ul_started_ns);
+        slot_time_close(&b->r->stats.upload_time, b->ul_started_ns, now_ns());
         b->holds_upload = false;
         slots_release(b->r, &b->r->uploads);
 }
@@ -147,8 +148,10 @@ static void book_skip(struct book *b)
         char detail[SOURCE_ETAG_MAX + 64];
         snprintf(detail, sizeof detail, "unchanged at the source (ETag %s)", b->etag);
         set_stage(b, BOOK_IDLE); /* the status line must not count it in a stage */
-        struct journal_rec rec = {
-            .barcode = b->item.barcode, .outcome = "skipped", .detail = detail};
+        struct journal_rec rec = {.barcode = b->item.barcode,
+                                  .outcome = "skipped",
+                                  .detail = detail,
+                                  .duration_ns = now_ns() - b->started_ns};
         journal_append(b->r->journal, &rec);
         progress_count(b->r, OUTCOME_SKIPPED, 0);
         book_end(b);
@@ -173,11 +176,14 @@ static void book_finish(struct book *b, bool ok, bool run_level, const char *det
             .bytes = ok ? bytes : 0,
             .sha256_hex = ok ? b->digest.sha256_hex : NULL,
             .detail = detail,
+            .duration_ns = now_ns() - b->started_ns,
         };
         journal_append(b->r->journal, &rec);
-        if (!ok)
+        if (!ok) {
                 qlog("%s (line %llu): failed: %s", b->item.barcode,
                      (unsigned long long)b->item.line, detail);
+                progress_failure(b->r, b->item.barcode, detail);
+        }
         b->resume = false;
         progress_count(b->r, ok ? OUTCOME_OK : OUTCOME_FAILED, ok ? bytes : 0);
         run_note_outcome(b->r, ok, run_level, detail ? detail : "");
@@ -217,7 +223,9 @@ static void book_failed(struct book *b, bool transient, bool run_level, bool upl
                         const char *detail)
 {
         bool space_wait = b->space_wait;
+        const char *cause = b->cause;
         b->space_wait = false;
+        b->cause = NULL;
         if (!transient || (b->attempt >= b->r->cfg.retries && !space_wait) ||
             atomic_load(&b->r->aborting)) {
                 if (transient && b->attempt)
@@ -235,10 +243,12 @@ static void book_failed(struct book *b, bool transient, bool run_level, bool upl
         if (space_wait) {
                 atomic_store(&b->r->staging.full, true); /* after this book's space is freed */
                 qlog("%s: %s; waiting for staging space", b->item.barcode, detail);
+                progress_retry(b->r, cause);
                 loop_timer(b->w->loop, &b->timer, backoff_ns(1, 0));
                 return;
         }
         b->attempt++;
+        progress_retry(b->r, cause);
         uint64_t delay = backoff_ns(b->attempt, b->retry_after_s);
         qlog("%s: attempt %u failed (%s); retrying in %.1f s", b->item.barcode, b->attempt, detail,
              (double)delay / 1e9);
@@ -249,6 +259,7 @@ static void book_failed(struct book *b, bool transient, bool run_level, bool upl
 static void staging_failed(struct book *b, int err)
 {
         char msg[sizeof b->stage.path + 96];
+        b->cause = "staging";
         b->space_wait = stage_disk_full_shared(&b->stage, err);
         if (err == -EFBIG) {
                 const struct run_config *cfg = &b->r->cfg;
@@ -273,10 +284,12 @@ static void on_delivered(struct delivery *d, int rc, bool transient, const char 
 {
         struct book *b = container_of(d, struct book, delivery);
         release_upload(b);
-        if (rc == 0)
+        if (rc == 0) {
                 book_finish(b, true, false, NULL);
-        else
+        } else {
+                b->cause = "upload";
                 book_failed(b, transient, true, true, detail);
+        }
 }
 
 static void add_meta(struct book *b, const char *name, const char *value)
@@ -291,6 +304,7 @@ static void upload_begin(struct book *b)
 {
         b->holds_upload = true;
         b->ul_started_ns = now_ns();
+        slot_time_open(&b->r->stats.upload_time, b->ul_started_ns);
         set_stage(b, BOOK_UPLOADING);
         utc_iso8601(b->acquired);
         struct delivery *d = &b->delivery;
@@ -483,15 +497,18 @@ static bool book_missing(struct book *b)
         set_stage(b, BOOK_IDLE);
         struct journal_rec rec = {.barcode = b->item.barcode,
                                   .outcome = m.outcome,
-                                  .detail = m.detail[0] ? m.detail : NULL};
+                                  .detail = m.detail[0] ? m.detail : NULL,
+                                  .duration_ns = now_ns() - b->started_ns};
         journal_append(b->r->journal, &rec);
         enum outcome o = !strcmp(m.outcome, "requested")           ? OUTCOME_REQUESTED
                          : !strcmp(m.outcome, "in-process")        ? OUTCOME_IN_PROCESS
                          : !strcmp(m.outcome, "conversion-failed") ? OUTCOME_CONVERSION_FAILED
                                                                    : OUTCOME_SKIPPED;
-        if (o == OUTCOME_CONVERSION_FAILED)
+        if (o == OUTCOME_CONVERSION_FAILED) {
                 qlog("%s (line %llu): conversion failed at the source: %s", b->item.barcode,
                      (unsigned long long)b->item.line, m.detail);
+                progress_failure(b->r, b->item.barcode, m.detail);
+        }
         progress_count(b->r, o, 0);
         book_end(b);
         return true;
@@ -519,6 +536,7 @@ static void download_failed(struct book *b, const struct source_result *res)
                 return;
         }
         b->retry_after_s = res->retry_after_s;
+        b->cause = progress_source_cause(res);
         if (res->range_refused)
                 b->no_resume = true;
         /* A transfer that broke after some bytes continues from there: the decryptor
@@ -606,6 +624,7 @@ static void head_done(struct book *b, const struct source_result *res)
         }
         release_download(b);
         b->retry_after_s = res->retry_after_s;
+        b->cause = progress_source_cause(res);
         book_failed(b, res->status == SOURCE_TRANSIENT, res->run_level, false, res->detail);
 }
 
@@ -622,6 +641,7 @@ static void download_begin(struct book *b)
 {
         b->holds_download = true;
         b->dl_started_ns = now_ns();
+        slot_time_open(&b->r->stats.download_time, b->dl_started_ns);
         uint_fast64_t zero = 0;
         atomic_compare_exchange_strong(&b->r->stats.first_download_ns, &zero, b->dl_started_ns);
         set_stage(b, BOOK_DOWNLOADING);
@@ -649,6 +669,7 @@ void book_key_done(struct key_req *req)
         struct book *b = container_of(req, struct book, key);
         b->key_out = false;
         b->w->keys_out--;
+        atomic_fetch_add(&b->r->stats.s2k_ns, req->derive_ns);
         bool wanted = b->key_wait && b->state == BOOK_DOWNLOADING;
         b->key_wait = false;
         if (wanted && req->job.ready)

@@ -40,6 +40,9 @@ enum source_status {
 struct source_result {
         enum source_status status;
         const char *detail;         /* one line naming what failed; valid during done() */
+        const char *cause;          /* a transient failure's kind, a static word for the metrics
+                                       ("reset", "stall", "slow", "timeout", ...); NULL: the engine
+                                       names it from http_status ("5xx", "429", ...) */
         bool run_level;             /* points at the whole run (credentials, access) */
         unsigned retry_after_s;     /* the server asked for this pause; 0: none */
         long http_status;           /* 0 for files */
