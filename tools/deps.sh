@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 pkgs=(build-essential pkg-config liburing-dev libcurl4-openssl-dev libssl-dev zlib1g-dev
       libbz2-dev libcmocka-dev libjansson-dev libarchive-dev libxml2-dev gnupg clang libclang-rt-14-dev clang-format
       cppcheck nginx-light openssl python3 curl gnuplot-nox time strace
-      scdoc man-db bsdextrautils python3-prometheus-client)
+      scdoc man-db bsdextrautils python3-prometheus-client python3-boto3
+      iproute2 tmux)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

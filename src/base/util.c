@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,13 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+static _Atomic(struct qlog_sink *) qlog_sink;
+
+void qlog_set_sink(struct qlog_sink *sink)
+{
+        atomic_store(&qlog_sink, sink);
+}
 
 void qlog(const char *fmt, ...)
 {
@@ -25,6 +33,11 @@ void qlog(const char *fmt, ...)
         if (len > sizeof line - 2)
                 len = sizeof line - 2;
         line[len++] = '\n';
+        struct qlog_sink *sink = atomic_load(&qlog_sink);
+        if (sink) {
+                sink->write(sink, line, len);
+                return;
+        }
         /* A single write keeps lines from different threads whole. */
         ssize_t w = write(STDERR_FILENO, line, len);
         (void)w;

@@ -57,6 +57,9 @@ enum {
         RUN_MAX_FAIL,
         RUN_STATUS_EVERY,
         RUN_STATUS_FORMAT,
+        RUN_PROGRESS,
+        RUN_METRICS_FILE,
+        RUN_METRICS_INTERVAL,
         RUN_CA,
         RUN_HEADER_FILE,
         RUN_OAUTH,
@@ -126,6 +129,18 @@ static const struct opt run_opts[] = {
         .section = "Status"),
     OPT("status-format", RUN_STATUS_FORMAT, "FMT", "text", "text, or json: one object per line.",
         .values = "text json"),
+    OPT("progress", RUN_PROGRESS, "MODE", "live on a terminal, else plain",
+        "live: a few lines redrawn in place on the terminal (books/s and MB/s over the last "
+        "minute, ETA, slots in use, the last failure; NO_COLOR honoured); plain: the status "
+        "lines; none: only the summary. With --status-format json the default is plain.",
+        .values = "plain live none"),
+    OPT("metrics-file", RUN_METRICS_FILE, "FILE", NULL,
+        "Prometheus text format (node_exporter's textfile collector), replaced atomically every "
+        "--metrics-interval and at the end: books by outcome, bytes, retries by cause, books "
+        "per stage, slot busy time, S2K time.",
+        .values = OPT_FILE),
+    OPT("metrics-interval", RUN_METRICS_INTERVAL, "SECONDS", "15",
+        "How often --metrics-file is rewritten."),
     OPT("grin", RUN_GRIN, "LIBRARY", NULL,
         "Google's GRIN: the source is GRIN_URL/LIBRARY/FILE (FILE from GRIN's list, else "
         "BARCODE.tar.gz.gpg); a book GRIN has not converted is journaled conversion-failed "
@@ -294,6 +309,18 @@ static int set_option(void *ctx, int key, const char *arg)
                         return OPTS_USAGE;
                 cfg->status_json = idx == 1;
                 return 0;
+        case RUN_PROGRESS:
+                if (opts_choice(c, key, arg, &idx))
+                        return OPTS_USAGE;
+                cfg->progress = idx == 0   ? PROGRESS_PLAIN
+                                : idx == 1 ? PROGRESS_LIVE
+                                           : PROGRESS_NONE;
+                return 0;
+        case RUN_METRICS_FILE:
+                cfg->metrics_path = arg;
+                return 0;
+        case RUN_METRICS_INTERVAL:
+                return set_count(key, arg, 1, 86400, &cfg->metrics_interval_s);
         case RUN_CA:
                 o->source.ca_file = o->sink.ca_file = arg;
                 return 0;

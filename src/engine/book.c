@@ -48,7 +48,6 @@ struct book {
         /* source */
         struct source_slot *src;
         bool head;      /* the request in flight is a HEAD (skip-unchanged) */
-        bool head_said; /* this slot already said the source refuses HEAD */
         uint64_t fed;   /* body bytes handed to the decryptor */
         bool room_wait; /* the source is paused until the stage has room */
         size_t room_need;
@@ -78,6 +77,7 @@ struct book {
         unsigned resumes;
         uint64_t resumed_bytes; /* not fetched again thanks to resuming */
         bool space_wait;        /* the failure was a full staging disk others will free */
+        const char *cause;      /* the failure's label, should it be retried (metrics) */
         uint64_t started_ns, dl_started_ns, ul_started_ns;
         bool holds_download, holds_upload;
         char detail[512];
@@ -111,7 +111,7 @@ static void release_download(struct book *b)
         if (!b->holds_download)
                 return;
         uint64_t now = now_ns();
-        atomic_fetch_add(&b->r->stats.busy_download_ns, now - b->dl_started_ns);
+        slot_time_close(&b->r->stats.download_time, b->dl_started_ns, now);
         atomic_store(&b->r->stats.last_download_end_ns, now);
         b->holds_download = false;
         slots_release(b->r, &b->r->downloads);
@@ -121,7 +121,7 @@ static void release_upload(struct book *b)
 {
         if (!b->holds_upload)
                 return;
-        atomic_fetch_add(&b->r->stats.busy_upload_ns, now_ns() - b->ul_started_ns);
+        slot_time_close(&b->r->stats.upload_time, b->ul_started_ns, now_ns());
         b->holds_upload = false;
         slots_release(b->r, &b->r->uploads);
 }
@@ -148,8 +148,10 @@ static void book_skip(struct book *b)
         char detail[SOURCE_ETAG_MAX + 64];
         snprintf(detail, sizeof detail, "unchanged at the source (ETag %s)", b->etag);
         set_stage(b, BOOK_IDLE); /* the status line must not count it in a stage */
-        struct journal_rec rec = {
-            .barcode = b->item.barcode, .outcome = "skipped", .detail = detail};
+        struct journal_rec rec = {.barcode = b->item.barcode,
+                                  .outcome = "skipped",
+                                  .detail = detail,
+                                  .duration_ns = now_ns() - b->started_ns};
         journal_append(b->r->journal, &rec);
         progress_count(b->r, OUTCOME_SKIPPED, 0);
         book_end(b);
@@ -174,11 +176,14 @@ static void book_finish(struct book *b, bool ok, bool run_level, const char *det
             .bytes = ok ? bytes : 0,
             .sha256_hex = ok ? b->digest.sha256_hex : NULL,
             .detail = detail,
+            .duration_ns = now_ns() - b->started_ns,
         };
         journal_append(b->r->journal, &rec);
-        if (!ok)
+        if (!ok) {
                 qlog("%s (line %llu): failed: %s", b->item.barcode,
                      (unsigned long long)b->item.line, detail);
+                progress_failure(b->r, b->item.barcode, detail);
+        }
         b->resume = false;
         progress_count(b->r, ok ? OUTCOME_OK : OUTCOME_FAILED, ok ? bytes : 0);
         run_note_outcome(b->r, ok, run_level, detail ? detail : "");
@@ -218,7 +223,9 @@ static void book_failed(struct book *b, bool transient, bool run_level, bool upl
                         const char *detail)
 {
         bool space_wait = b->space_wait;
+        const char *cause = b->cause;
         b->space_wait = false;
+        b->cause = NULL;
         if (!transient || (b->attempt >= b->r->cfg.retries && !space_wait) ||
             atomic_load(&b->r->aborting)) {
                 if (transient && b->attempt)
@@ -236,10 +243,12 @@ static void book_failed(struct book *b, bool transient, bool run_level, bool upl
         if (space_wait) {
                 atomic_store(&b->r->staging.full, true); /* after this book's space is freed */
                 qlog("%s: %s; waiting for staging space", b->item.barcode, detail);
+                progress_retry(b->r, cause);
                 loop_timer(b->w->loop, &b->timer, backoff_ns(1, 0));
                 return;
         }
         b->attempt++;
+        progress_retry(b->r, cause);
         uint64_t delay = backoff_ns(b->attempt, b->retry_after_s);
         qlog("%s: attempt %u failed (%s); retrying in %.1f s", b->item.barcode, b->attempt, detail,
              (double)delay / 1e9);
@@ -250,14 +259,16 @@ static void book_failed(struct book *b, bool transient, bool run_level, bool upl
 static void staging_failed(struct book *b, int err)
 {
         char msg[sizeof b->stage.path + 96];
+        b->cause = "staging";
         b->space_wait = stage_disk_full_shared(&b->stage, err);
         if (err == -EFBIG) {
-                snprintf(msg, sizeof msg, "larger than the %s's limit (%llu bytes)",
-                         b->r->cfg.max_book_size &&
-                                 b->r->staging.max_book == b->r->cfg.max_book_size
-                             ? "--max-book-size"
-                             : "destination",
-                         (unsigned long long)b->r->staging.max_book);
+                const struct run_config *cfg = &b->r->cfg;
+                uint64_t max = b->r->staging.max_book;
+                snprintf(msg, sizeof msg, "larger than %s (%llu bytes)",
+                         max == cfg->max_book_size ? "--max-book-size"
+                         : max == cfg->staging_max ? "--staging-max"
+                                                   : "the destination takes",
+                         (unsigned long long)max);
                 book_failed(b, false, false, false, msg);
                 return;
         }
@@ -273,10 +284,12 @@ static void on_delivered(struct delivery *d, int rc, bool transient, const char 
 {
         struct book *b = container_of(d, struct book, delivery);
         release_upload(b);
-        if (rc == 0)
+        if (rc == 0) {
                 book_finish(b, true, false, NULL);
-        else
+        } else {
+                b->cause = "upload";
                 book_failed(b, transient, true, true, detail);
+        }
 }
 
 static void add_meta(struct book *b, const char *name, const char *value)
@@ -291,6 +304,7 @@ static void upload_begin(struct book *b)
 {
         b->holds_upload = true;
         b->ul_started_ns = now_ns();
+        slot_time_open(&b->r->stats.upload_time, b->ul_started_ns);
         set_stage(b, BOOK_UPLOADING);
         utc_iso8601(b->acquired);
         struct delivery *d = &b->delivery;
@@ -422,6 +436,21 @@ static int on_src_data(void *owner, uint64_t off, const uint8_t *p, size_t n)
         return 0;
 }
 
+/* The ciphertext's length bounds the plaintext's from below: OpenPGP's framing adds a few
+ * dozen bytes, and compressed data incompressible to begin with grows by well under 1/64
+ * (deflate's stored blocks, bzip2's worst case). A book already too large for the
+ * destination's or the run's bound is refused before a byte of it is fetched. */
+static int on_src_length(void *owner, uint64_t length)
+{
+        struct book *b = owner;
+        uint64_t max = b->r->staging.max_book;
+        if (!max || length <= max + max / 64 + 4096)
+                return 0;
+        b->feed_error = PGP_ESINK;
+        b->restart_err = -EFBIG;
+        return -EFBIG;
+}
+
 static void on_stage_room(void *owner)
 {
         struct book *b = owner;
@@ -468,15 +497,18 @@ static bool book_missing(struct book *b)
         set_stage(b, BOOK_IDLE);
         struct journal_rec rec = {.barcode = b->item.barcode,
                                   .outcome = m.outcome,
-                                  .detail = m.detail[0] ? m.detail : NULL};
+                                  .detail = m.detail[0] ? m.detail : NULL,
+                                  .duration_ns = now_ns() - b->started_ns};
         journal_append(b->r->journal, &rec);
         enum outcome o = !strcmp(m.outcome, "requested")           ? OUTCOME_REQUESTED
                          : !strcmp(m.outcome, "in-process")        ? OUTCOME_IN_PROCESS
                          : !strcmp(m.outcome, "conversion-failed") ? OUTCOME_CONVERSION_FAILED
                                                                    : OUTCOME_SKIPPED;
-        if (o == OUTCOME_CONVERSION_FAILED)
+        if (o == OUTCOME_CONVERSION_FAILED) {
                 qlog("%s (line %llu): conversion failed at the source: %s", b->item.barcode,
                      (unsigned long long)b->item.line, m.detail);
+                progress_failure(b->r, b->item.barcode, m.detail);
+        }
         progress_count(b->r, o, 0);
         book_end(b);
         return true;
@@ -504,6 +536,7 @@ static void download_failed(struct book *b, const struct source_result *res)
                 return;
         }
         b->retry_after_s = res->retry_after_s;
+        b->cause = progress_source_cause(res);
         if (res->range_refused)
                 b->no_resume = true;
         /* A transfer that broke after some bytes continues from there: the decryptor
@@ -582,17 +615,16 @@ static void head_done(struct book *b, const struct source_result *res)
             (res->status == SOURCE_FAILED && res->http_status >= 400 && res->http_status < 500)) {
                 /* Changed, or a source that does not answer HEAD the way it answers GET
                  * (404, 405): the fetch decides. */
-                if (res->status != SOURCE_OK && !b->head_said) {
-                        b->head_said = true;
+                if (res->status != SOURCE_OK && !atomic_exchange(&b->r->head_refused, true))
                         qlog("notice: the source answered HEAD with HTTP %ld; fetching books "
                              "the destination holds instead of comparing ETags",
                              res->http_status);
-                }
                 fetch_begin(b); /* keeps the download slot */
                 return;
         }
         release_download(b);
         b->retry_after_s = res->retry_after_s;
+        b->cause = progress_source_cause(res);
         book_failed(b, res->status == SOURCE_TRANSIENT, res->run_level, false, res->detail);
 }
 
@@ -609,11 +641,12 @@ static void download_begin(struct book *b)
 {
         b->holds_download = true;
         b->dl_started_ns = now_ns();
+        slot_time_open(&b->r->stats.download_time, b->dl_started_ns);
         uint_fast64_t zero = 0;
         atomic_compare_exchange_strong(&b->r->stats.first_download_ns, &zero, b->dl_started_ns);
         set_stage(b, BOOK_DOWNLOADING);
         b->retry_after_s = 0;
-        if (!b->dest_etag[0]) {
+        if (!b->dest_etag[0] || atomic_load(&b->r->head_refused)) {
                 fetch_begin(b);
                 return;
         }
@@ -636,6 +669,7 @@ void book_key_done(struct key_req *req)
         struct book *b = container_of(req, struct book, key);
         b->key_out = false;
         b->w->keys_out--;
+        atomic_fetch_add(&b->r->stats.s2k_ns, req->derive_ns);
         bool wanted = b->key_wait && b->state == BOOK_DOWNLOADING;
         b->key_wait = false;
         if (wanted && req->job.ready)
@@ -736,7 +770,8 @@ int book_new(struct book **out, struct worker *w)
         b->w = w;
         b->r = w->run;
         b->timer.fn = on_backoff_done;
-        static const struct source_events events = {.data = on_src_data, .done = on_src_done};
+        static const struct source_events events = {
+            .data = on_src_data, .done = on_src_done, .length = on_src_length};
         int err = pgp_new(&b->dec) < 0 ? -ENOMEM : 0;
         if (!err)
                 pgp_set_defer_keys(b->dec, true); /* every S2K beside the loop */

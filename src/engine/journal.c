@@ -157,23 +157,25 @@ static bool bset_has(const struct bset *b, const char *s, size_t n)
         return b->slots[bset_find(b, s, n, hash_bytes(s, n))] != 0;
 }
 
-/* Takes one whole line (without its newline): TIME BARCODE OUTCOME BYTES SHA256 DETAIL.
- * Lines of any other shape are not ours and are ignored. */
+/* Takes one whole line (without its newline): TIME BARCODE OUTCOME BYTES SHA256 DETAIL
+ * and, in journals since durations were added, SECONDS and perhaps more. Only BARCODE and
+ * OUTCOME matter here; lines of fewer than six fields are not ours and are ignored. */
 static int load_line(struct journal *j, const char *s, size_t n)
 {
-        const char *f[6];
-        size_t len[6], k = 0;
+        const char *f[3];
+        size_t len[3], k = 0;
         const char *end = s + n;
-        while (k < 6) {
-                const char *tab = k < 5 ? memchr(s, '\t', (size_t)(end - s)) : NULL;
-                f[k] = s;
-                len[k] = (size_t)((tab ? tab : end) - s);
-                k++;
+        for (const char *p = s;; k++) {
+                const char *tab = memchr(p, '\t', (size_t)(end - p));
+                if (k < 3) {
+                        f[k] = p;
+                        len[k] = (size_t)((tab ? tab : end) - p);
+                }
                 if (!tab)
                         break;
-                s = tab + 1;
+                p = tab + 1;
         }
-        if (k < 6 || len[1] == 0 || len[1] > BARCODE_MAX)
+        if (k + 1 < 6 || len[1] == 0 || len[1] > BARCODE_MAX)
                 return 0;
         if (len[2] == 2 && !memcmp(f[2], "ok", 2))
                 return bset_add(&j->set, f[1], len[1], NULL);
@@ -338,6 +340,16 @@ static size_t put_detail(char *line, size_t len, size_t cap, const char *detail)
         return len;
 }
 
+/* "\t12.345" (seconds to the millisecond, rounded), or "\t-" when not timed. */
+static int format_seconds(char *buf, size_t n, uint64_t ns)
+{
+        if (!ns)
+                return snprintf(buf, n, "\t-");
+        uint64_t ms = (ns + 500000) / 1000000;
+        return snprintf(buf, n, "\t%llu.%03llu", (unsigned long long)(ms / 1000),
+                        (unsigned long long)(ms % 1000));
+}
+
 static int write_all(int fd, const char *p, size_t n, bool *torn)
 {
         size_t done = 0;
@@ -363,13 +375,17 @@ int journal_append(struct journal *j, const struct journal_rec *rec)
         if (strlen(sha) > 128 || has_tab_or_newline(sha))
                 return -EINVAL;
         char line[LINE_MAX_BYTES];
-        char ts[21];
+        char ts[21], secs[32];
         utc_iso8601(ts);
+        int secs_len = format_seconds(secs, sizeof secs, rec->duration_ns);
         /* Room for a leading newline that ends a torn line, if one is needed. */
         size_t len = 1;
         len += (size_t)snprintf(line + len, sizeof line - len, "%s\t%s\t%s\t%llu\t%s\t", ts,
                                 rec->barcode, rec->outcome, (unsigned long long)rec->bytes, sha);
-        len = put_detail(line, len, sizeof line - 1, rec->detail);
+        /* A long detail is cut, never the duration after it. */
+        len = put_detail(line, len, sizeof line - 1 - (size_t)secs_len, rec->detail);
+        memcpy(line + len, secs, (size_t)secs_len);
+        len += (size_t)secs_len;
         line[len++] = '\n';
 
         pthread_mutex_lock(&j->lock);

@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "quire/base/util.h"
+
 struct keypool {
         pthread_mutex_t lock;
         pthread_cond_t work;
@@ -48,8 +50,12 @@ static void *keypool_main(void *arg)
         struct key_req *req;
         while ((req = take_job(kp))) {
                 /* An aborting run wants its slots back at once, not keys. */
-                if (!atomic_load(kp->aborting))
+                req->derive_ns = 0;
+                if (!atomic_load(kp->aborting)) {
+                        uint64_t t0 = now_ns();
                         pgp_key_derive(&req->job, kp->pass, kp->passlen);
+                        req->derive_ns = now_ns() - t0;
+                }
                 give_back(req);
         }
         return NULL;

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "quire/pgp/pgp.h"
 
@@ -34,6 +35,7 @@ struct key_req {
         struct pgp_key_job job;
         struct key_done_list *done_list;
         struct key_req *next_done;
+        uint64_t derive_ns; /* set by the pool: how long the derivation took (0: skipped) */
 };
 
 /* nthreads pool threads for at most cap jobs at once; the passphrase is borrowed and

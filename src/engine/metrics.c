@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "quire/base/util.h"
+
 struct text {
         char *p;
         size_t len, cap;
@@ -88,6 +90,9 @@ int metrics_format(const struct metrics_snap *s, char *buf, size_t cap, size_t *
                  "Encrypted bytes received from the source.", s->fetched_bytes);
         scalar_u(&t, "quire_delivered_bytes_total", "counter",
                  "Decrypted bytes delivered to the destination.", s->delivered_bytes);
+        scalar_u(&t, "quire_resumed_bytes_total", "counter",
+                 "Encrypted bytes not fetched again: broken downloads resumed where they broke.",
+                 s->resumed_bytes);
         scalar_f(&t, "quire_download_busy_seconds_total", "counter",
                  "Time download slots were busy, summed over the slots.", s->download_busy_s);
         scalar_f(&t, "quire_upload_busy_seconds_total", "counter",
@@ -120,20 +125,6 @@ int metrics_format(const struct metrics_snap *s, char *buf, size_t cap, size_t *
         return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-        while (n) {
-                ssize_t w = write(fd, p, n);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0)
-                        return -errno;
-                p += w;
-                n -= (size_t)w;
-        }
-        return 0;
-}
-
 int metrics_write_atomic(const char *path, const char *text, size_t len)
 {
         char tmp[PATH_MAX];
@@ -148,7 +139,7 @@ int metrics_write_atomic(const char *path, const char *text, size_t len)
         /* Not the umask dance: umask() is process-wide and worker threads create files. */
         int rc = fchmod(fd, 0644) ? -errno : 0;
         if (!rc)
-                rc = write_all(fd, text, len);
+                rc = util_write_all(fd, text, len);
         if (!rc && fsync(fd))
                 rc = -errno;
         if (close(fd) && !rc)

@@ -40,6 +40,7 @@ void run_config_defaults(struct run_config *cfg)
             .downloads = 5,
             .uploads = 10,
             .status_every = 20,
+            .metrics_interval_s = 15,
             .io = LOOP_AUTO,
             .retries = 5,
             .max_consecutive_failures = 10,
@@ -255,7 +256,7 @@ int run_new(struct run **out, const struct run_config *cfg, char *msg, size_t ms
                 snprintf(msg, msglen, "out of memory");
                 return err;
         }
-        return 0;
+        return progress_open(r, msg, msglen);
 }
 
 void run_free(struct run *r)
@@ -308,7 +309,7 @@ static void note_duplicate(struct main_state *m, const struct queue_item *it, ui
         qlog("%s (line %llu): duplicate of line %llu, which %s; skipped", it->barcode,
              (unsigned long long)it->line, (unsigned long long)first, state);
         m->duplicates++;
-        progress_count(m->r, OUTCOME_SKIPPED, 0);
+        progress_count(m->r, OUTCOME_DUPLICATE, 0);
 }
 
 /* The next barcode worth queueing into m->pending; false when the list has none now. */
@@ -349,7 +350,10 @@ static bool next_barcode(struct main_state *m)
                         qlog("%s:%llu: invalid barcode: %s", r->cfg.barcodes_path,
                              (unsigned long long)it->line, why);
                         m->invalid++;
-                        progress_count(r, OUTCOME_FAILED, 0);
+                        char where[32];
+                        snprintf(where, sizeof where, "line %llu", (unsigned long long)it->line);
+                        progress_failure(r, where, why);
+                        progress_count(r, OUTCOME_INVALID, 0);
                         continue;
                 }
                 uint64_t first;
@@ -359,7 +363,7 @@ static bool next_barcode(struct main_state *m)
                         continue;
                 }
                 if (at == 1) { /* an earlier run: counted, not journaled again */
-                        progress_count(r, OUTCOME_SKIPPED, 0);
+                        progress_count(r, OUTCOME_DELIVERED_BEFORE, 0);
                         continue;
                 }
                 if (!inflight_add(&r->inflight, it->barcode, it->line, &first)) {
@@ -422,6 +426,7 @@ static void on_signal(struct main_state *m)
                 qlog("%s: finishing %u books in flight and %zu queued; taking no new ones. "
                      "Press Ctrl-C again to abort.",
                      name, workers_busy_books(r), mpmc_size(r->queue));
+                r->draining = true;
                 close_intake(r);
         } else if (m->signals == 2) {
                 qlog("aborting: dropping the books in flight");
@@ -437,13 +442,14 @@ static void main_loop(struct main_state *m)
         while (atomic_load(&r->workers_left) > 0) {
                 feed(m);
                 journal_sync_due(r->journal, 1000);
+                int timeout_ms = progress_tick(r);
                 if (atomic_load(&r->failure_stop))
                         close_intake(r);
                 struct pollfd pfd[3] = {{.fd = m->sfd, .events = POLLIN},
                                         {.fd = r->main_wake_fd, .events = POLLIN},
                                         {.fd = feeder_fd(r->feeder), .events = POLLIN}};
                 nfds_t n = m->want_list && !atomic_load(&r->intake_closed) ? 3 : 2;
-                if (poll(pfd, n, 1000) < 0) {
+                if (poll(pfd, n, timeout_ms) < 0) {
                         if (errno == EINTR)
                                 continue;
                         qlog("poll: %s", strerror(errno));
@@ -508,8 +514,12 @@ int run_execute(struct run *r, struct source *src, struct sink *sink)
 {
         r->source = src;
         r->sink = sink;
-        if (sink->max_size && (!r->staging.max_book || sink->max_size < r->staging.max_book))
-                r->staging.max_book = sink->max_size;
+        /* One book's bound is the least of --max-book-size, --staging-max (a book larger
+         * than all the staging space could never be staged) and the destination's. */
+        uint64_t limits[] = {r->cfg.staging_max, sink->max_size};
+        for (unsigned i = 0; i < 2; i++)
+                if (limits[i] && (!r->staging.max_book || limits[i] < r->staging.max_book))
+                        r->staging.max_book = limits[i];
         if (probe_backend(r) < 0)
                 return RUN_EXIT_USAGE;
         unsigned threads = r->cfg.threads ? r->cfg.threads
@@ -540,7 +550,7 @@ int run_execute(struct run *r, struct source *src, struct sink *sink)
         workers_join(r);
         keypool_stop(r->keypool);
         r->keypool = NULL;
-        progress_print(r, "summary");
+        progress_finish(r);
         int status = err ? RUN_EXIT_USAGE : exit_status(&m);
         close(m.sfd);
         return status;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "progress.h"
 #include "quire/engine/feeder.h"
 #include "quire/engine/run.h"
 #include "quire/engine/status.h"
@@ -44,18 +45,6 @@ struct inflight {
         unsigned cap;
 };
 
-/* How a book ended, as the status line counts it. GRIN's: the source lacks the book and
- * its conversion was requested now, is in process, or failed (a failure for the exit
- * status; the first two are not). */
-enum outcome {
-        OUTCOME_OK,
-        OUTCOME_FAILED,
-        OUTCOME_SKIPPED,
-        OUTCOME_REQUESTED,
-        OUTCOME_IN_PROCESS,
-        OUTCOME_CONVERSION_FAILED,
-};
-
 struct run {
         struct run_config cfg;
         struct source *source;
@@ -72,6 +61,7 @@ struct run {
         atomic_bool aborting;      /* second signal: drop everything in flight */
         atomic_uint consecutive_failures;
         atomic_bool failure_stop; /* too many run-level failures in a row */
+        atomic_bool head_refused; /* the source refuses HEAD: books are fetched instead */
         char failure_reason[256];
         int main_wake_fd; /* eventfd: a book ended, a worker left, room in the queue */
         struct worker *workers;
@@ -79,11 +69,8 @@ struct run {
         atomic_uint workers_left;
         uint64_t start_ns;
         uint64_t abort_deadline_ns; /* after a second signal, cleanups end by then */
-        /* progress.c */
-        pthread_mutex_t progress_lock;
-        struct status_window window;
-        int64_t total; /* books in the list, -1 when unknown */
-        uint64_t done;
+        bool draining;              /* main thread: a first signal asked to finish and stop */
+        struct progress progress;   /* progress.c */
 };
 
 /* Wakes the main thread (an eventfd write; the fd outlives every worker). */
@@ -98,12 +85,5 @@ void inflight_remove(struct inflight *in, const char *barcode);
 /* Counts failures that point at the whole run (wrong passphrase, credentials, the
  * destination); after max in a row the run stops taking books. */
 void run_note_outcome(struct run *r, bool ok, bool run_level, const char *detail);
-
-/* progress.c: counts a finished book (bytes: plaintext delivered) and prints the status
- * line when it completes a multiple of --status-every. Thread-safe. */
-void progress_init(struct run *r, int64_t total);
-void progress_count(struct run *r, enum outcome o, uint64_t bytes);
-/* event: "status" or "summary". */
-void progress_print(struct run *r, const char *event);
 
 #endif

@@ -1,14 +1,56 @@
 /* Status lines. Workers only bump relaxed atomics; the main thread snapshots them, turns
  * the snapshot into rates over a sliding window (a fixed ring, so nothing grows over a
- * days-long run) and formats a line. */
+ * days-long run) and formats a line, or the live view's few lines. */
 #include "quire/engine/status.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-void stats_snap(const struct stats *s, struct status_snap *out)
+#include "quire/base/util.h"
+
+void slot_time_init(struct slot_time *t)
+{
+        *t = (struct slot_time){0};
+        pthread_mutex_init(&t->lock, NULL);
+}
+
+void slot_time_open(struct slot_time *t, uint64_t start_ns)
+{
+        pthread_mutex_lock(&t->lock);
+        t->open_sum_ns += start_ns;
+        t->open++;
+        pthread_mutex_unlock(&t->lock);
+}
+
+void slot_time_close(struct slot_time *t, uint64_t start_ns, uint64_t end_ns)
+{
+        pthread_mutex_lock(&t->lock);
+        assert(t->open > 0);
+        t->open_sum_ns -= start_ns;
+        t->open--;
+        t->closed_ns += end_ns - start_ns;
+        pthread_mutex_unlock(&t->lock);
+}
+
+uint64_t slot_time_busy_ns(struct slot_time *t, uint64_t now)
+{
+        pthread_mutex_lock(&t->lock);
+        /* The start times' sum may have wrapped; the difference is right modulo 2^64. */
+        uint64_t busy = t->closed_ns + (uint64_t)t->open * now - t->open_sum_ns;
+        pthread_mutex_unlock(&t->lock);
+        return busy;
+}
+
+void stats_init(struct stats *s)
+{
+        slot_time_init(&s->download_time);
+        slot_time_init(&s->upload_time);
+}
+
+void stats_snap(struct stats *s, struct status_snap *out)
 {
         memset(out, 0, sizeof *out);
         out->ok = atomic_load_explicit(&s->ok, memory_order_relaxed);
@@ -25,10 +67,10 @@ void stats_snap(const struct stats *s, struct status_snap *out)
         out->finishing = atomic_load_explicit(&s->finishing, memory_order_relaxed);
         out->uploading = atomic_load_explicit(&s->uploading, memory_order_relaxed);
         out->retrying = atomic_load_explicit(&s->retrying, memory_order_relaxed);
-        out->busy_download_s =
-            (double)atomic_load_explicit(&s->busy_download_ns, memory_order_relaxed) / 1e9;
-        out->busy_upload_s =
-            (double)atomic_load_explicit(&s->busy_upload_ns, memory_order_relaxed) / 1e9;
+        uint64_t now = now_ns();
+        out->busy_download_s = (double)slot_time_busy_ns(&s->download_time, now) / 1e9;
+        out->busy_upload_s = (double)slot_time_busy_ns(&s->upload_time, now) / 1e9;
+        out->s2k_s = (double)atomic_load_explicit(&s->s2k_ns, memory_order_relaxed) / 1e9;
         uint64_t first = atomic_load_explicit(&s->first_download_ns, memory_order_relaxed);
         uint64_t last = atomic_load_explicit(&s->last_download_end_ns, memory_order_relaxed);
         if (first && last > first)
@@ -252,4 +294,117 @@ size_t status_format_json(char *buf, size_t n, const char *event, const struct s
             finite_or_zero(s->busy_download_s), finite_or_zero(s->busy_upload_s),
             finite_or_zero(s->download_span_s), finite_or_zero(frac));
         return o.len;
+}
+
+/* ---- the live view ------------------------------------------------------------------ */
+
+/* One line of the live view: bytes in o, visible characters counted against max. */
+struct live_line {
+        struct out *o;
+        unsigned vis, max;
+        bool color;
+};
+
+/* Appends printable ASCII only (a failure's text comes from servers and files), up to the
+ * line's width; sgr, when color is on, wraps the piece in that SGR color. */
+static void live_put(struct live_line *l, const char *sgr, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void live_put(struct live_line *l, const char *sgr, const char *fmt, ...)
+{
+        char piece[STATUS_LIVE_WIDTH + 1];
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(piece, sizeof piece, fmt, ap);
+        va_end(ap);
+        if (n <= 0 || l->vis >= l->max)
+                return;
+        size_t len = strlen(piece);
+        if (len > l->max - l->vis)
+                len = l->max - l->vis;
+        for (size_t i = 0; i < len; i++)
+                if (piece[i] < 0x20 || piece[i] > 0x7e)
+                        piece[i] = '?';
+        piece[len] = 0;
+        bool paint = l->color && sgr;
+        put(l->o, "%s%s%s", paint ? sgr : "", piece, paint ? "\033[0m" : "");
+        l->vis += (unsigned)len;
+}
+
+static void thousands(char *buf, size_t n, uint64_t v)
+{
+        struct out o = {buf, n, 0};
+        buf[0] = 0;
+        put_thousands(&o, v);
+}
+
+static void live_books(struct live_line *l, const struct status_snap *s)
+{
+        uint64_t done = status_done(s);
+        char d[32], t[32], rate[16];
+        thousands(d, sizeof d, done);
+        live_put(l, NULL, "Books:    %s", d);
+        if (s->total >= 0) {
+                thousands(t, sizeof t, (uint64_t)s->total);
+                live_put(l, NULL, "/%s (%.1f%%)", t,
+                         s->total ? 100.0 * (double)done / (double)s->total : 100.0);
+        } else {
+                live_put(l, NULL, " done");
+        }
+        snprintf(rate, sizeof rate, s->books_per_s > 0 && s->books_per_s < 0.1 ? "%.2f" : "%.1f",
+                 finite_or_zero(s->books_per_s));
+        live_put(l, NULL, " - %s books/s - %.1f MB/s", rate, finite_or_zero(s->bytes_per_s) / 1e6);
+        if (s->total >= 0 && (uint64_t)s->total > done) {
+                if (s->books_per_s > 0) {
+                        format_duration(t, sizeof t,
+                                        (double)((uint64_t)s->total - done) / s->books_per_s);
+                        live_put(l, NULL, " - ETA %s", t);
+                } else {
+                        live_put(l, NULL, " - ETA unknown");
+                }
+        }
+        format_duration(t, sizeof t, s->elapsed_s);
+        live_put(l, NULL, " - elapsed %s", t);
+}
+
+static void live_slots(struct live_line *l, const struct status_snap *s)
+{
+        live_put(l, NULL,
+                 "Slots:    downloads %d/%d, uploads %d/%d - finishing %d, waiting %d, retrying "
+                 "%d, queued %llu",
+                 s->downloading, s->download_limit, s->uploading, s->upload_limit, s->finishing,
+                 s->waiting, s->retrying, (unsigned long long)s->queued);
+}
+
+static void live_outcomes(struct live_line *l, const struct status_snap *s)
+{
+        live_put(l, NULL, "Outcomes: ok %llu, skipped %llu, ", (unsigned long long)s->ok,
+                 (unsigned long long)s->skipped);
+        live_put(l, s->failed ? "\033[31m" : NULL, "failed %llu", (unsigned long long)s->failed);
+        if (s->requested || s->in_process || s->conversion_failed)
+                live_put(l, NULL,
+                         " (GRIN: requested %llu, in process %llu, conversion failed %llu)",
+                         (unsigned long long)s->requested, (unsigned long long)s->in_process,
+                         (unsigned long long)s->conversion_failed);
+        if (s->last_failure && *s->last_failure) {
+                live_put(l, NULL, " - last failure: ");
+                live_put(l, "\033[31m", "%s", s->last_failure);
+        }
+}
+
+unsigned status_format_live(char *buf, const struct status_snap *s, unsigned width, bool color)
+{
+        struct out o = {buf, STATUS_LIVE_MAX, 0};
+        buf[0] = 0;
+        if (width > STATUS_LIVE_WIDTH + 1)
+                width = STATUS_LIVE_WIDTH + 1;
+        unsigned max = width > 1 ? width - 1 : 1;
+        void (*const lines[STATUS_LIVE_LINES])(struct live_line *, const struct status_snap *) = {
+            live_books, live_slots, live_outcomes};
+        for (unsigned i = 0; i < STATUS_LIVE_LINES; i++) {
+                if (i)
+                        put(&o, "\n");
+                struct live_line l = {&o, 0, max, color};
+                lines[i](&l, s);
+        }
+        return STATUS_LIVE_LINES;
 }

@@ -158,6 +158,12 @@ static void file_begin(struct source_slot *ss, const struct source_request *req)
                 return;
         }
         posix_fadvise(f->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        if (f->ev->length && f->ev->length(f->owner, (uint64_t)st.st_size) < 0) {
+                f->end = (struct source_result){.status = SOURCE_STOPPED, .length = -1};
+                snprintf(f->detail, sizeof f->detail, "source: stopped");
+                finish_later(f);
+                return;
+        }
         read_next(f);
 }
 

@@ -104,6 +104,12 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
                         h->bad_range = true;
                         return 0;
                 }
+                int64_t total = st == 206 ? h->head.range_total : h->head.content_length;
+                int rc = total >= 0 && h->ev->length ? h->ev->length(h->owner, (uint64_t)total) : 0;
+                if (rc < 0) {
+                        h->stop_rc = rc;
+                        return 0;
+                }
         }
         if (h->html) {
                 h->stop_rc = STOP_HTML;
@@ -185,6 +191,10 @@ static int request_start(struct http_slot *h)
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
         curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)HTTP_BUFFER);
+        /* HTTP/2 shares one connection between books: a reset then breaks every stream on
+         * it, and libcurl 7.88 crashed under that with connections shared (W4,
+         * kernel-notes.md). One connection a download, reused, is the fastest here. */
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
         curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(e, CURLOPT_XFERINFODATA, h);
@@ -277,6 +287,7 @@ static void unauthorized(struct http_slot *h, struct source_result *res, char *d
                          const char *what)
 {
         res->run_level = true;
+        res->cause = "401";
         if (h->src->auth && h->credentials && auth_unauthorized(h->src->auth, h->auth_gen)) {
                 /* The token may have expired early: the refresher gets a new one; retry. */
                 res->status = SOURCE_TRANSIENT;
@@ -285,6 +296,30 @@ static void unauthorized(struct http_slot *h, struct source_result *res, char *d
         }
         res->status = SOURCE_UNAUTHORIZED;
         snprintf(detail, dlen, "source: %s: the credentials were refused", what);
+}
+
+/* A transfer libcurl gave up on, as the metrics count its retries. */
+static const char *curl_cause(CURLcode rc)
+{
+        switch (rc) {
+        case CURLE_RECV_ERROR:
+        case CURLE_SEND_ERROR:
+        case CURLE_GOT_NOTHING:
+                return "reset";
+        case CURLE_PARTIAL_FILE:
+                return "short";
+        case CURLE_OPERATION_TIMEDOUT:
+                return "timeout";
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+                return "connect";
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_PEER_FAILED_VERIFICATION:
+                return "tls";
+        default:
+                return "network";
+        }
 }
 
 /* The verdict on a finished answer; false when a redirect's next hop is under way. */
@@ -318,6 +353,9 @@ static bool verdict(struct http_slot *h, CURLcode rc, struct source_result *res,
         } else if (rc == CURLE_ABORTED_BY_CALLBACK && h->flow != FLOW_OK) {
                 res->status = SOURCE_TRANSIENT;
                 const struct http_source *src = h->src;
+                res->cause = h->flow == FLOW_STALLED ? "stall"
+                             : h->flow == FLOW_SLOW  ? "slow"
+                                                     : "timeout";
                 if (h->flow == FLOW_STALLED)
                         snprintf(detail, dlen, "source: stalled: no byte for %u s", src->stall_s);
                 else if (h->flow == FLOW_SLOW)
@@ -334,6 +372,7 @@ static bool verdict(struct http_slot *h, CURLcode rc, struct source_result *res,
                          h->errbuf);
         } else if (rc != CURLE_OK) {
                 res->status = SOURCE_TRANSIENT;
+                res->cause = curl_cause(rc);
                 snprintf(detail, dlen, "source: %s",
                          h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc));
         } else if (st == 200 || (st == 206 && h->want_off)) {

@@ -101,7 +101,7 @@ gall=$(grep -c '^GET ' "$NGINX_LOG")
 start_quire torn
 wait_exit "$QPID" 60
 rc=$?
-fields_ok=$(awk -F'\t' 'NF != 6 { bad = 1 } END { print bad ? "no" : "yes" }' "$JOURNAL")
+fields_ok=$(awk -F'\t' 'NF != 7 { bad = 1 } END { print bad ? "no" : "yes" }' "$JOURNAL")
 if [ "$rc" -eq 0 ] && [ "$(gets TEST0009)" -eq $((g9 + 1)) ] &&
 	[ "$(grep -c '^GET ' "$NGINX_LOG")" -eq $((gall + 1)) ] &&
 	cmp -s "$T/plain/TEST0009.tar.gz" "$DEST/TEST0009.tar.gz" &&

@@ -81,38 +81,53 @@ else
 fi
 
 # ---- --staging-max ------------------------------------------------------------------------
-# BIG0001 stages 2 MB, then its source stalls for 6 s; TEST0001 (answered after 2 s) is
-# delivered meanwhile and frees a book slot for TEST0002. With --staging-max 1MiB the
-# staged bytes are over the bound, so TEST0002's download must wait until BIG0001 is done.
+# BIG0001 and BIG0002 (6 MB each) stage 5 MB each, then their source stalls for 6 s;
+# TEST0001 (answered after 2 s) is delivered meanwhile and frees a book slot for TEST0002.
+# With --staging-max 8MiB the staged bytes (10 MB) are over the bound, so TEST0002's
+# download must wait until a big book is done; each big book alone fits under the bound.
 if "$QUIRE" run --help | grep -q -- '--staging-max'; then
 	cat >"$T/rules" <<'EOF'
-BIG0001 stall 1 at=2000000 secs=6
+BIG0001 stall 1 at=5000000 secs=6
+BIG0002 stall 1 at=5000000 secs=6
 TEST0001 delay 1 secs=2
 EOF
 	start_faultserver "$T/src" --rules "$T/rules" || exit 1
-	printf 'BIG0001\nTEST0001\nTEST0002\n' >"$T/max.txt"
+	printf 'BIG0001\nBIG0002\nTEST0001\nTEST0002\n' >"$T/max.txt"
 	"$QUIRE" run --passphrase-file "$PASSFILE" --journal "$T/max.journal" --dest "$T/out-max" \
-		--source "$FAULT_URL/{barcode}.tar.gz.gpg" --workers 2 --downloads 2 --threads 1 \
-		--stall-timeout 20 --staging-max 1MiB "$T/max.txt" 2>"$T/max.err" &
+		--source "$FAULT_URL/{barcode}.tar.gz.gpg" --workers 3 --downloads 3 --threads 1 \
+		--stall-timeout 20 --staging-max 8MiB "$T/max.txt" 2>"$T/max.err" &
 	QPID=$!
 	if await "--staging-max: TEST0002 requested" \
 		wait_for_line "$FAULT_LOG" '^GET /TEST0002\.tar\.gz\.gpg ' 30; then
 		big_done=no
-		[ -e "$T/out-max/BIG0001.tar.gz" ] && big_done=yes
+		[ -e "$T/out-max/BIG0001.tar.gz" ] || [ -e "$T/out-max/BIG0002.tar.gz" ] && big_done=yes
 	fi
 	wait_exit "$QPID" 60
 	rc=$?
 	if [ "$rc" -eq 0 ] && [ "${big_done:-}" = yes ]; then
 		pass "--staging-max: a download waits while the staged bytes are over the bound"
 	else
-		fail "--staging-max" "rc=$rc; TEST0002 was requested while BIG0001 (2 MB staged) was still in flight: big_done=${big_done:-}"
+		fail "--staging-max" "rc=$rc; TEST0002 was requested while both big books (10 MB staged) were still in flight: big_done=${big_done:-}"
 	fi
 	ok=1
-	for b in BIG0001 TEST0001 TEST0002; do cmp -s "$T/plain/$b.tar.gz" "$T/out-max/$b.tar.gz" || ok=0; done
+	for b in BIG0001 BIG0002 TEST0001 TEST0002; do cmp -s "$T/plain/$b.tar.gz" "$T/out-max/$b.tar.gz" || ok=0; done
 	if [ $ok -eq 1 ]; then
-		pass "--staging-max: the three books byte-exact"
+		pass "--staging-max: the four books byte-exact"
 	else
 		fail "--staging-max: books" "$(ls -la "$T/out-max")"
+	fi
+	# A book that alone is larger than the bound could never be staged: it fails alone.
+	printf 'BIG0001\nTEST0003\n' >"$T/one-big.txt"
+	"$QUIRE" run --passphrase-file "$PASSFILE" --journal "$T/one-big.journal" --dest "$T/out-onebig" \
+		--source "$NGINX_HTTP/{barcode}.tar.gz.gpg" --staging-max 4MiB "$T/one-big.txt" \
+		2>"$T/one-big.err"
+	rc=$?
+	if [ "$rc" -eq 1 ] && grep -q $'\tBIG0001\tfailed\t.*larger than --staging-max' "$T/one-big.journal" &&
+		cmp -s "$T/plain/TEST0003.tar.gz" "$T/out-onebig/TEST0003.tar.gz" &&
+		[ -z "$(ls -A "$T/out-onebig/.quire-staging")" ]; then
+		pass "--staging-max: a book larger than the bound fails alone, clearly, refused by its length; the other delivered"
+	else
+		fail "--staging-max: one big book" "rc=$rc; $(cat "$T/one-big.err")"
 	fi
 else
 	skip "--staging-max" "not implemented (not in quire run --help)"

@@ -229,7 +229,7 @@ echo BOMB0001 >"$T/bomb.txt"
 "$QUIRE" run --dest "$T/bomb" --passphrase-file "$PASSFILE" --journal "$T/bomb.journal" \
 	--source "$T/bomb-src/{barcode}.tar.gz.gpg" --max-book-size 10MiB "$T/bomb.txt" 2>"$T/bomb.err"
 rc=$?
-if [ "$rc" -eq 1 ] && grep -q $'\tBOMB0001\tfailed\t.*larger than the --max-book-size' "$T/bomb.journal" &&
+if [ "$rc" -eq 1 ] && grep -q $'\tBOMB0001\tfailed\t.*larger than --max-book-size' "$T/bomb.journal" &&
 	[ -z "$(ls -A "$T/bomb/.quire-staging")" ] && [ ! -e "$T/bomb/BOMB0001.tar.gz" ]; then
 	pass "a $(stat -c %s "$T/bomb-src/BOMB0001.tar.gz.gpg")-byte bomb of 300 MB stops at --max-book-size, nothing left"
 else

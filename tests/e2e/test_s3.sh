@@ -292,12 +292,14 @@ fi
 no_uploads_left "s3: the lied-to uploads were aborted" lie
 
 # ---- issue 10: a bucket the Python pipeline filled is taken over without a GET -----------
-# Its objects carry encrypted_etag (underscore) with the source's ETag as the header gave
-# it (quoted), barcode, acquisition_date and original_filename.
+# Its objects are written by boto3, as the Python pipeline writes them: user metadata
+# encrypted_etag (underscore) with the source's ETag as the header gave it (quoted),
+# barcode, acquisition_date and original_filename.
 while read -r b; do
 	etag=$(curl -sI "$NGINX_HTTP/$b.tar.gz.gpg" | sed -n 's/^[Ee][Tt]ag: *\(".*"\).*/\1/p' | tr -d '\r')
-	s3client put "$BUCKET" "py/$b.tar.gz" "$T/gpg/$b" "barcode=$b" "encrypted_etag=$etag" \
-		acquisition_date=2025-01-02T03:04:05Z "original_filename=$b.tar.gz.gpg"
+	/usr/bin/python3 "$ROOT/tests/e2e/python_pipeline_put.py" "$S3RVER_ENDPOINT" "$BUCKET" "py/$b.tar.gz" \
+		"$T/gpg/$b" "$b" "$etag" "$b.tar.gz.gpg" ||
+		fail "s3: boto3 put of $b" "python_pipeline_put.py failed"
 done <"$T/all.txt"
 gets_before=$(grep -c '^GET ' "$NGINX_LOG")
 expect_exit 0 "s3: a run over the Python pipeline's bucket exits 0" \
@@ -375,4 +377,23 @@ if grep -q "$AWS_SECRET_ACCESS_KEY:" "$T"/*.err 2>/dev/null || grep -q 'test-ses
 	fail "s3: secrets stay out of the logs" "found in $(grep -l 'test-session-token' "$T"/*.err)"
 else
 	pass "s3: secrets stay out of the logs"
+fi
+
+# ---- issue 14.9: a source that refuses HEAD (405) but serves GET --------------------------
+# The destination holds the books (the first run's prefix "all"); skip-unchanged would HEAD
+# the source; the book must not fail: it is fetched and delivered again, said once.
+echo 'S3A* 405 always method=HEAD' >"$T/head.rules"
+start_faultserver "$T/src" --rules "$T/head.rules" --no-name-faults
+HEAD_SRC=$FAULT_URL
+run_s3 head --source "$HEAD_SRC/{barcode}.tar.gz.gpg" --dest "s3://$BUCKET/headless" "$T/src/barcodes.txt"
+rc1=$?
+run_s3 head2 --source "$HEAD_SRC/{barcode}.tar.gz.gpg" --dest "s3://$BUCKET/headless" "$T/src/barcodes.txt"
+rc2=$?
+heads=$(grep -c '^HEAD /S3A[0-9]*.tar.gz.gpg 405 ' "$FAULT_LOG")
+if [ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] && [ "$heads" -ge 1 ] &&
+	[ "$(grep -c 'answered HEAD with HTTP 405' "$T/head2.err")" -eq 1 ] &&
+	[ "$(grep -cP '\tok\t' "$T/head2.journal")" -eq 6 ]; then
+	pass "s3: a source refusing HEAD (405): the books fetched instead of failing, said once"
+else
+	fail "s3: HEAD refused" "rc=$rc1/$rc2 heads=$heads; $(grep -v '^quire: [0-9]' "$T/head2.err" | head -5)"
 fi

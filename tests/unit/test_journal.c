@@ -1,6 +1,6 @@
-/* The journal: line format, what counts as delivered across reopen, torn last lines,
- * concurrent appenders writing whole lines, and a million-line load (timed and sized,
- * printed, not asserted on time). */
+/* The journal: line format (durations in the 7th column), what counts as delivered across
+ * reopen, old 6-column journals, torn last lines, concurrent appenders writing whole
+ * lines, and a million-line load (timed and sized, printed, not asserted on time). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -76,13 +76,13 @@ static void append(struct journal *j, const char *bc, const char *outcome, const
         assert_int_equal(journal_append(j, &r), 0);
 }
 
-/* Splits one line into its 6 fields; false when the shape is wrong. */
-static bool split6(char *line, char *f[6])
+/* Splits one line into its 7 fields; false when the shape is wrong. */
+static bool split7(char *line, char *f[7])
 {
-        for (int i = 0; i < 6; i++) {
+        for (int i = 0; i < 7; i++) {
                 f[i] = line;
                 char *tab = strchr(line, '\t');
-                if (i < 5) {
+                if (i < 6) {
                         if (!tab)
                                 return false;
                         *tab = 0;
@@ -129,8 +129,8 @@ static void test_append_reopen_delivered(void **state)
         assert_true(len > 0 && text[len - 1] == '\n');
         int lines = 0;
         for (char *save, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-                char *f[6];
-                assert_true(split6(l, f));
+                char *f[7];
+                assert_true(split7(l, f));
                 /* 2026-11-29T02:40:00Z */
                 assert_int_equal(strlen(f[0]), 20);
                 assert_true(f[0][4] == '-' && f[0][10] == 'T' && f[0][19] == 'Z');
@@ -140,6 +140,7 @@ static void test_append_reopen_delivered(void **state)
                         assert_string_equal(f[5], "HTTP 404");
                 if (lines == 0 || lines == 2)
                         assert_string_equal(f[5], "-");
+                assert_string_equal(f[6], "-"); /* not timed */
                 lines++;
         }
         assert_int_equal(lines, 6);
@@ -178,8 +179,8 @@ static void test_fields_sanitized(void **state)
         char *nl = strchr(text, '\n');
         assert_non_null(nl);
         *nl = 0;
-        char *f[6];
-        assert_true(split6(text, f));
+        char *f[7];
+        assert_true(split7(text, f));
         assert_string_equal(f[1], "X1");
         assert_string_equal(f[4], sha);
         assert_string_equal(f[5], "line one line two  ");
@@ -188,7 +189,91 @@ static void test_fields_sanitized(void **state)
         assert_non_null(nl);
         assert_true(nl - second < 4096); /* cut, but still one whole line */
         assert_int_equal(nl + 1 - text, (long)len);
+        *nl = 0;
+        assert_true(split7(second, f)); /* the cut took the detail's end, not a column */
+        assert_string_equal(f[6], "-");
         free(text);
+}
+
+/* The 7th column: seconds to the millisecond, rounded; "-" for a book never timed; kept
+ * whole after a detail long enough to be cut. */
+static void test_durations(void **state)
+{
+        struct fixture *fx = *state;
+        struct journal *j;
+        assert_int_equal(journal_open(&j, fx->path), 0);
+        static const struct {
+                uint64_t ns;
+                const char *want;
+        } cases[] = {
+            {1, "0.000"},
+            {499999, "0.000"},
+            {500000, "0.001"},
+            {12345678901, "12.346"},
+            {3600000000000, "3600.000"},
+            {0, "-"},
+        };
+        char *big = malloc(8000);
+        assert_non_null(big);
+        memset(big, 'd', 7999);
+        big[7999] = 0;
+        size_t n = sizeof cases / sizeof cases[0];
+        for (size_t i = 0; i < n; i++) {
+                struct journal_rec r = {.barcode = "T1",
+                                        .outcome = "ok",
+                                        .bytes = 1,
+                                        .detail = i == 3 ? big : NULL,
+                                        .duration_ns = cases[i].ns};
+                assert_int_equal(journal_append(j, &r), 0);
+        }
+        free(big);
+        journal_close(j);
+
+        size_t len;
+        char *text = slurp(fx->path, &len);
+        size_t i = 0;
+        for (char *save, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+                char *f[7];
+                assert_true(i < n);
+                assert_true(strlen(l) < 4096);
+                assert_true(split7(l, f));
+                assert_string_equal(f[6], cases[i].want);
+                i++;
+        }
+        assert_int_equal(i, n);
+        free(text);
+}
+
+/* Opens the journal at path: it says every barcode of yes was delivered, and no other
+ * (none of no). Both lists end with NULL. */
+static void expect_delivered(const char *path, const char *const *yes, const char *const *no)
+{
+        struct journal *j;
+        assert_int_equal(journal_open(&j, path), 0);
+        uint64_t n = 0;
+        for (; yes[n]; n++)
+                if (!journal_delivered(j, yes[n]))
+                        fail_msg("%s not delivered", yes[n]);
+        for (; *no; no++)
+                if (journal_delivered(j, *no))
+                        fail_msg("%s delivered", *no);
+        assert_int_equal(journal_delivered_count(j), n);
+        journal_close(j);
+}
+
+/* Journals from before the 7th column, and lines with more columns than we write, load
+ * the same; a line with the 7th column is found delivered after reopening. */
+static void test_old_and_wider_lines(void **state)
+{
+        struct fixture *fx = *state;
+        static const char text[] = "2026-01-01T00:00:00Z\tOLD1\tok\t1\t-\t-\n"
+                                   "2026-01-01T00:00:00Z\tNEW1\tok\t1\t-\t-\t1.250\n"
+                                   "2026-01-01T00:00:00Z\tMORE1\tok\t1\t-\t-\t2.5\tx\ty\n"
+                                   "2026-01-01T00:00:00Z\tFAIL1\tfailed\t0\t-\tHTTP 404\t0.010\n";
+        spit(fx->path, text, sizeof text - 1);
+        static const char *const yes[] = {"OLD1", "NEW1", "MORE1", NULL}, *const no[] = {"FAIL1",
+                                                                                         NULL};
+        expect_delivered(fx->path, yes, no);
 }
 
 static void test_torn_last_line(void **state)
@@ -209,9 +294,9 @@ static void test_torn_last_line(void **state)
         /* the torn fragment is gone and C3 has a line of its own */
         assert_null(strstr(text, "B2"));
         char *second = strchr(text, '\n') + 1;
-        char *f[6];
+        char *f[7];
         second[strlen(second) - 1] = 0;
-        assert_true(split6(second, f));
+        assert_true(split7(second, f));
         assert_string_equal(f[1], "C3");
         free(text);
 
@@ -242,15 +327,8 @@ static void test_foreign_lines(void **state)
                                            "T\tD4\tokay\t1\t-\t-\n");
         spit(fx->path, data, len);
         free(data);
-        struct journal *j;
-        assert_int_equal(journal_open(&j, fx->path), 0);
-        assert_true(journal_delivered(j, "A1"));
-        assert_true(journal_delivered(j, "C3"));
-        assert_false(journal_delivered(j, "Z9"));
-        assert_false(journal_delivered(j, "B2"));
-        assert_false(journal_delivered(j, "D4"));
-        assert_int_equal(journal_delivered_count(j), 2);
-        journal_close(j);
+        static const char *const yes[] = {"A1", "C3", NULL}, *const no[] = {"Z9", "B2", "D4", NULL};
+        expect_delivered(fx->path, yes, no);
 }
 
 static void test_second_open_refused(void **state)
@@ -324,8 +402,8 @@ static void test_concurrent_appends_whole_lines(void **state)
         memset(seen, 0, sizeof seen);
         int lines = 0;
         for (char *save, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-                char *f[6];
-                assert_true(split6(l, f));
+                char *f[7];
+                assert_true(split7(l, f));
                 int id, i;
                 assert_int_equal(sscanf(f[1], "t%d-%d", &id, &i), 2);
                 assert_true(id >= 0 && id < THREADS && i >= 0 && i < PER_THREAD);
@@ -405,6 +483,8 @@ int main(void)
         const struct CMUnitTest tests[] = {
             T(test_append_reopen_delivered),
             T(test_fields_sanitized),
+            T(test_durations),
+            T(test_old_and_wider_lines),
             T(test_torn_last_line),
             T(test_foreign_lines),
             T(test_second_open_refused),

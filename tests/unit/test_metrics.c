@@ -45,6 +45,7 @@ static struct metrics_snap sample(void)
             .nstages = 6,
             .fetched_bytes = 123456789012ull,
             .delivered_bytes = 120000000000ull,
+            .resumed_bytes = 4096,
             .download_busy_s = 3600.5,
             .upload_busy_s = 12.25,
             .s2k_s = 0.042,
@@ -69,6 +70,7 @@ static void test_format_lines(void **state)
             "# TYPE quire_retries_total counter\nquire_retries_total{cause=\"5xx\"} 7\n",
             "quire_fetched_bytes_total 123456789012\n",
             "quire_delivered_bytes_total 120000000000\n",
+            "# TYPE quire_resumed_bytes_total counter\nquire_resumed_bytes_total 4096\n",
             "# TYPE quire_download_busy_seconds_total counter\n"
             "quire_download_busy_seconds_total 3600.500\n",
             "quire_s2k_seconds_total 0.042\n",
@@ -88,8 +90,8 @@ static void test_format_lines(void **state)
                 helps++;
         for (const char *p = buf; (p = strstr(p, "# TYPE ")); p++)
                 types++;
-        assert_int_equal(helps, 14);
-        assert_int_equal(types, 14);
+        assert_int_equal(helps, 15);
+        assert_int_equal(types, 15);
 }
 
 static void test_unknown_total_left_out(void **state)
@@ -256,6 +258,7 @@ static void test_python_parser(void **state)
             "counter quire_retries_total cause=429 3.0\n",
             "counter quire_fetched_bytes_total  123456789012.0\n",
             "counter quire_delivered_bytes_total  120000000000.0\n",
+            "counter quire_resumed_bytes_total  4096.0\n",
             "counter quire_download_busy_seconds_total  3600.5\n",
             "counter quire_upload_busy_seconds_total  12.25\n",
             "counter quire_s2k_seconds_total  0.042\n",

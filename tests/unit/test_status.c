@@ -1,5 +1,6 @@
 /* Status lines: durations, the text line users read, JSON machines parse (checked by
- * python3's json module), snapshots of the counters and sliding-window rates. */
+ * python3's json module), the live view's lines, snapshots of the counters, slot busy
+ * time and sliding-window rates. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -193,6 +194,7 @@ static void test_stats_snap(void **state)
 {
         struct stats st;
         memset(&st, 0, sizeof st);
+        stats_init(&st);
         atomic_store(&st.ok, 7);
         atomic_store(&st.failed, 2);
         atomic_store(&st.skipped, 1);
@@ -203,8 +205,11 @@ static void test_stats_snap(void **state)
         atomic_store(&st.finishing, 6);
         atomic_store(&st.uploading, 3);
         atomic_store(&st.retrying, 1);
-        atomic_store(&st.busy_download_ns, 2500000000ull);
-        atomic_store(&st.busy_upload_ns, 500000000ull);
+        slot_time_open(&st.download_time, 1000000000ull);
+        slot_time_close(&st.download_time, 1000000000ull, 3500000000ull);
+        slot_time_open(&st.upload_time, 7000000000ull);
+        slot_time_close(&st.upload_time, 7000000000ull, 7500000000ull);
+        atomic_store(&st.s2k_ns, 42000000ull);
         struct status_snap s;
         memset(&s, 0xff, sizeof s);
         stats_snap(&st, &s);
@@ -219,6 +224,8 @@ static void test_stats_snap(void **state)
         assert_int_equal(s.uploading, 3);
         assert_int_equal(s.retrying, 1);
         assert_true(s.busy_download_s == 2.5 && s.busy_upload_s == 0.5);
+        assert_true(s.s2k_s == 0.042);
+        assert_null(s.last_failure);
         /* no download finished yet: no span; the caller's fields start cleared */
         assert_true(s.download_span_s == 0);
         assert_int_equal(s.total, -1);
@@ -230,6 +237,109 @@ static void test_stats_snap(void **state)
         atomic_store(&st.last_download_end_ns, 4000000000ull);
         stats_snap(&st, &s);
         assert_true(s.download_span_s == 3.0);
+}
+
+/* Busy time counts the open intervals up to now, so it grows while a slot is held, never
+ * jumps when it is released, and survives start times whose sum wraps. */
+static void test_slot_time(void **state)
+{
+        struct slot_time t;
+        slot_time_init(&t);
+        assert_int_equal(slot_time_busy_ns(&t, 5), 0);
+        slot_time_open(&t, 100);
+        slot_time_open(&t, 150);
+        assert_int_equal(slot_time_busy_ns(&t, 200), 100 + 50);
+        assert_int_equal(slot_time_busy_ns(&t, 300), 200 + 150);
+        slot_time_close(&t, 100, 300); /* released at the moment just read: the same sum */
+        assert_int_equal(slot_time_busy_ns(&t, 300), 350);
+        assert_int_equal(slot_time_busy_ns(&t, 400), 350 + 100);
+        slot_time_close(&t, 150, 400);
+        assert_int_equal(slot_time_busy_ns(&t, 10000), 450);
+        /* monotonic clocks of a long-lived machine: start times near 2^63, many open */
+        uint64_t base = (1ull << 63) + 12345;
+        for (int i = 0; i < 4; i++)
+                slot_time_open(&t, base + (uint64_t)i);
+        assert_int_equal(slot_time_busy_ns(&t, base + 10), 450 + 10 + 9 + 8 + 7);
+        for (int i = 0; i < 4; i++)
+                slot_time_close(&t, base + (uint64_t)i, base + 10);
+        assert_int_equal(slot_time_busy_ns(&t, base + 99), 450 + 34);
+}
+
+static char *live_line(char *text, unsigned i)
+{
+        static char line[STATUS_LIVE_MAX];
+        const char *p = text;
+        for (; i && p; i--)
+                if ((p = strchr(p, '\n')))
+                        p++;
+        assert_non_null(p);
+        size_t n = strcspn(p, "\n");
+        memcpy(line, p, n);
+        line[n] = 0;
+        return line;
+}
+
+static void test_live_view(void **state)
+{
+        struct status_snap s = example();
+        s.uploading = 2;
+        s.retrying = 1;
+        s.last_failure = "TEST9999: not available from the source (HTTP 404)";
+        char buf[STATUS_LIVE_MAX];
+        assert_int_equal(status_format_live(buf, &s, 200, false), STATUS_LIVE_LINES);
+        assert_string_equal(live_line(buf, 0), "Books:    20/36,048 (0.1%) - 0.3 books/s - 12.5 "
+                                               "MB/s - ETA 32h 54m - elapsed 1m 6s");
+        assert_string_equal(live_line(buf, 1),
+                            "Slots:    downloads 1/5, uploads 2/10 - finishing 0, "
+                            "waiting 3, retrying 1, queued 100");
+        assert_string_equal(live_line(buf, 2), "Outcomes: ok 19, skipped 0, failed 1 - last "
+                                               "failure: TEST9999: not available from the "
+                                               "source (HTTP 404)");
+        assert_true(buf[strlen(buf) - 1] != '\n');
+        /* no color: nothing but printable text and the two line breaks */
+        for (const char *p = buf; *p; p++)
+                assert_true(*p == '\n' || (*p >= 0x20 && *p < 0x7f));
+}
+
+/* Each line is cut to one less than the terminal's width, escapes not counted; a
+ * failure's text from a server never brings its own control characters or UTF-8. */
+static void test_live_view_width_color_hostile(void **state)
+{
+        struct status_snap s = example();
+        s.total = -1;
+        s.last_failure = "X1: \033[2J\r\x07"
+                         "evil\xc3\xa9";
+        char buf[STATUS_LIVE_MAX];
+        status_format_live(buf, &s, 40, false);
+        for (unsigned i = 0; i < STATUS_LIVE_LINES; i++)
+                assert_int_equal(strlen(live_line(buf, i)), 39);
+        assert_string_equal(live_line(buf, 0), "Books:    20 done - 0.3 books/s - 12.5 ");
+        status_format_live(buf, &s, 400, false);
+        assert_non_null(strstr(live_line(buf, 2), "last failure: X1: ?[2J??evil??"));
+        assert_null(strstr(buf, "ETA"));
+        /* color: red failures, the escapes outside the width */
+        status_format_live(buf, &s, 400, true);
+        assert_non_null(strstr(buf, "\033[31mfailed 1\033[0m"));
+        assert_non_null(strstr(buf, "\033[31mX1: ?[2J??evil??\033[0m"));
+        status_format_live(buf, &s, 30, true);
+        const char *third = live_line(buf, 2);
+        size_t visible = 0;
+        for (const char *p = third; *p; p++) {
+                if (*p == '\033') {
+                        p = strchr(p, 'm');
+                        assert_non_null(p);
+                        continue;
+                }
+                visible++;
+        }
+        assert_int_equal(visible, 29);
+        /* a terminal too narrow to say anything still gets whole, short lines */
+        status_format_live(buf, &s, 1, true);
+        assert_int_equal(strlen(live_line(buf, 0)), 1);
+        s.failed = 0;
+        s.last_failure = NULL;
+        status_format_live(buf, &s, 400, true);
+        assert_null(strstr(buf, "\033"));
 }
 
 static void sample(struct status_window *w, struct status_snap *s, double t, uint64_t done)
@@ -307,6 +417,9 @@ int main(void)
             cmocka_unit_test(test_json_valid),
             cmocka_unit_test(test_json_unknown_total_and_odd_values),
             cmocka_unit_test(test_stats_snap),
+            cmocka_unit_test(test_slot_time),
+            cmocka_unit_test(test_live_view),
+            cmocka_unit_test(test_live_view_width_color_hostile),
             cmocka_unit_test(test_window_rates),
             cmocka_unit_test(test_window_steady_then_stop),
             cmocka_unit_test(test_window_same_instant),

@@ -21,6 +21,13 @@ int util_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
 
 /* One line on stderr, prefixed "quire: ". Thread-safe (one write per line). */
 void qlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* While one is set, qlog hands every line (ending in '\n') to sink->write, on the calling
+ * thread, instead of writing it: a live view on the terminal redraws itself around it.
+ * NULL: plain writes again. */
+struct qlog_sink {
+        void (*write)(struct qlog_sink *sink, const char *line, size_t len);
+};
+void qlog_set_sink(struct qlog_sink *sink);
 
 /* CLOCK_MONOTONIC in ns. */
 uint64_t now_ns(void);

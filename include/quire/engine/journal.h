@@ -1,11 +1,14 @@
 /* The run journal: one tab-separated line per finished book, appended with O_APPEND by
  * any thread, made durable by fdatasync at most about a second after it was written
  * (a lost line only costs a recheck, never a wrong skip). Format, one line per book:
- *   TIME<TAB>BARCODE<TAB>OUTCOME<TAB>BYTES<TAB>SHA256<TAB>DETAIL
- * TIME is UTC ISO 8601 (2026-11-29T02:40:00Z), OUTCOME is ok | failed | skipped, BYTES
- * the plaintext size, SHA256 the plaintext's hex digest or '-', DETAIL free text without
- * tabs or newlines ('-' when empty). A torn last line is ignored when read, and cut off
- * so the next line starts on its own.
+ *   TIME<TAB>BARCODE<TAB>OUTCOME<TAB>BYTES<TAB>SHA256<TAB>DETAIL<TAB>SECONDS
+ * TIME is UTC ISO 8601 (2026-11-29T02:40:00Z), OUTCOME is ok | failed | skipped |
+ * duplicate (readers accept others), BYTES the plaintext size, SHA256 the plaintext's hex
+ * digest or '-', DETAIL free text without tabs or newlines ('-' when empty), SECONDS the
+ * book's duration from leaving the queue to this line, to the millisecond ("12.345"), or
+ * '-' when it never left the queue. Journals written before SECONDS existed have six
+ * columns and read the same. A torn last line is ignored when read, and cut off so the
+ * next line starts on its own.
  *
  * Delivered means: some line for the barcode says "ok". A later "failed" line does not
  * undo it (a failed rerun never removes a delivered object), and "skipped" lines do not
@@ -21,13 +24,14 @@ struct journal;
 
 struct journal_rec {
         const char *barcode; /* 1..64 bytes, no tabs or newlines (else -EINVAL) */
-        const char *outcome; /* "ok", "failed", "skipped" */
+        const char *outcome; /* "ok", "failed", "skipped", "duplicate", ... */
         uint64_t bytes;
         const char *sha256_hex; /* NULL → "-" */
-        const char *detail;     /* NULL → "-"; tabs and newlines are replaced by spaces; the
-                                   line is cut at 4 KiB */
+        const char *detail;     /* NULL → "-"; tabs and newlines are replaced by spaces; cut
+                                   so that the line stays within 4 KiB */
         uint64_t line;          /* the book's line in the list (not written): a repeat read
                                    later in the same run names it (journal_delivered_at) */
+        uint64_t duration_ns;   /* the book's time since it left the queue; 0 → "-" */
 };
 
 /* Opens (creating 0644, as the umask allows), locks (flock: -EWOULDBLOCK when another

@@ -3,14 +3,24 @@
  * and a writer that replaces the file atomically so a scrape never sees half of it.
  *
  * Metrics (every one with # HELP and # TYPE; units in the names):
- *   quire_books_total{outcome}            counter  books finished, by outcome
- *   quire_retries_total{cause}            counter  retries by cause (5xx, 429, reset, ...)
+ *   quire_books_total{outcome}            counter  books finished, by outcome: the
+ *                                                  journal's (ok, failed, skipped,
+ *                                                  duplicate), invalid (a list line that is
+ *                                                  no barcode), delivered_before (the
+ *                                                  journal had it)
+ *   quire_retries_total{cause}            counter  retries by cause: 5xx, 429, 401,
+ *                                                  timeout, reset, short, stall, slow,
+ *                                                  connect, tls, network (source),
+ *                                                  staging, upload, other
  *   quire_fetched_bytes_total             counter  ciphertext received from the source
  *   quire_delivered_bytes_total           counter  plaintext delivered
+ *   quire_resumed_bytes_total             counter  ciphertext not fetched again (resumed)
  *   quire_download_busy_seconds_total     counter  sum over download slots of busy time
  *   quire_upload_busy_seconds_total       counter  same for upload slots
  *   quire_s2k_seconds_total               counter  key derivation time, all threads
- *   quire_books{stage}                    gauge    books in each stage now (queued, ...)
+ *   quire_books{stage}                    gauge    books in each stage now: queued,
+ *                                                  waiting, downloading, finishing,
+ *                                                  uploading, retrying
  *   quire_download_slots, quire_upload_slots  gauge  the limits (--downloads, --uploads)
  *   quire_books_listed                    gauge    books in the barcode list (absent when
  *                                                  unknown: a list read from stdin)
@@ -45,7 +55,7 @@ struct metrics_snap {
         size_t nretries;
         const struct metrics_count *stages; /* quire_books{stage=label} */
         size_t nstages;
-        uint64_t fetched_bytes, delivered_bytes;
+        uint64_t fetched_bytes, delivered_bytes, resumed_bytes;
         double download_busy_s, upload_busy_s, s2k_s;
         unsigned download_slots, upload_slots;
         int64_t books_listed; /* -1: unknown, the metric is left out */

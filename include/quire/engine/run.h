@@ -29,6 +29,15 @@ struct source;
 struct sink;
 struct run;
 
+/* What the run shows on stderr while it runs (the summary line at the end always). */
+enum run_progress {
+        PROGRESS_AUTO,  /* live when stderr is a terminal (not TERM=dumb) and the status
+                           format is text; else plain */
+        PROGRESS_PLAIN, /* a status line every status_every books */
+        PROGRESS_LIVE,  /* a few lines redrawn in place; plain when stderr is no terminal */
+        PROGRESS_NONE,
+};
+
 struct run_config {
         const char *barcodes_path; /* a file, a FIFO, or "-" (stdin) */
         int barcodes_fd;           /* >= 0: read the list from this fd instead (taken) */
@@ -45,6 +54,9 @@ struct run_config {
         unsigned ncpus;
         unsigned status_every;
         bool status_json;
+        enum run_progress progress;
+        const char *metrics_path;    /* Prometheus textfile, rewritten atomically; NULL: none */
+        unsigned metrics_interval_s; /* how often it is rewritten (and at the end) */
         enum loop_kind io;
         unsigned retries;
         unsigned max_consecutive_failures;

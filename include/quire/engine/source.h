@@ -40,6 +40,9 @@ enum source_status {
 struct source_result {
         enum source_status status;
         const char *detail;         /* one line naming what failed; valid during done() */
+        const char *cause;          /* a transient failure's kind, a static word for the metrics
+                                       ("reset", "stall", "slow", "timeout", ...); NULL: the engine
+                                       names it from http_status ("5xx", "429", ...) */
         bool run_level;             /* points at the whole run (credentials, access) */
         unsigned retry_after_s;     /* the server asked for this pause; 0: none */
         long http_status;           /* 0 for files */
@@ -69,6 +72,11 @@ struct source_events {
         int (*data)(void *owner, uint64_t off, const uint8_t *p, size_t n);
         /* Once per begin(), unless abort() came first. */
         void (*done)(void *owner, const struct source_result *res);
+        /* Optional: the whole body's length, when the source knows it, before its first
+         * data(). A negative return ends the transfer at once (done() follows with
+         * SOURCE_STOPPED): a book too large for the destination is refused before it is
+         * downloaded. */
+        int (*length)(void *owner, uint64_t length);
 };
 
 /* What a catalog knows of a book the source answered "not found" for (GRIN: a conversion
