@@ -722,7 +722,7 @@ void book_start(struct book *b, const struct queue_item *item)
         else
                 snprintf(b->original, sizeof b->original, "%s.tar.gz.gpg", item->barcode);
         const struct sink *s = b->r->sink;
-        if (s->ops->lookup && !b->r->cfg.force) {
+        if (s->ops->lookup && s->lookup_etag && !b->r->cfg.force) {
                 set_stage(b, BOOK_LOOKUP);
                 b->lookup = (struct lookup){
                     .barcode = item->barcode, .name = b->name, .done = on_lookup_done};
