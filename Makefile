@@ -92,10 +92,11 @@ asan:
 
 # Under TSan: the unit tests that run threads, and the whole engine on the end-to-end
 # suites that drive its threads hardest (signals and abort, the key pool at gpg's default
-# S2K, S3 multipart). Each list chooses; TSan runs everything 5-15x slower, so a suite
-# gets twice the usual deadline.
+# S2K, the contents readers beside the loops, S3 multipart). Each list chooses; TSan runs
+# everything 5-15x slower, so a suite gets twice the usual deadline.
 TSAN_UNIT ?= test_mpmc test_loop
 TSAN_E2E  ?= tests/e2e/test_run.sh tests/e2e/test_signals.sh tests/e2e/test_keypool.sh \
+	tests/e2e/test_run_contents.sh tests/e2e/test_extract.sh \
 	tests/e2e/test_s3.sh
 tsan:
 	$(MAKE) BUILD=build/tsan CC=clang SAN='-fsanitize=thread' OPT=-O1 \

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "cmds.h"
+#include "derived_sinks.h"
 #include "options.h"
 #include "quire/base/util.h"
 #include "quire/engine/feeder.h"
@@ -27,6 +28,7 @@ struct run_opts {
         struct run_config run;
         struct source_config source;
         struct sink_config sink;
+        struct derived_sinks derived; /* --ocr-dest, --marc-dest, the checks */
         const char *passfile;
         char *passphrase;
         bool version, dry_run;
@@ -74,6 +76,10 @@ enum {
         RUN_REQUEST_BATCH,
         RUN_DRY_RUN,
         RUN_VERSION,
+        RUN_OCR_DEST,
+        RUN_MARC_DEST,
+        RUN_VERIFY_CONTENTS,
+        RUN_REQUIRE_CHECKSUMS,
 };
 
 static const struct opt run_opts[] = {
@@ -172,6 +178,23 @@ static const struct opt run_opts[] = {
         "Books above this go to S3 by multipart upload, in parts of this size (5MiB to 5GiB)."),
     OPT("max-upload-rate", RUN_MAX_UPLOAD_RATE, "SIZE", "unlimited",
         "S3: byte rate cap per upload, e.g. 10MiB (for shared links)."),
+    OPT("ocr-dest", RUN_OCR_DEST, "DEST", NULL,
+        "Also read inside each book as it streams, and deliver its OCR text as "
+        "BARCODE_ocr.jsonl.gz (the Python pipeline's: one JSON string a page, gzip) to this "
+        "directory or s3://BUCKET[/PREFIX], before the book itself.",
+        .section = "Inside the book", .values = OPT_DIR),
+    OPT("marc-dest", RUN_MARC_DEST, "DEST", NULL,
+        "Deliver the MARC record of the book's METS file as BARCODE_marc.json (the Python "
+        "pipeline's fields, null where absent) to this directory or s3://BUCKET[/PREFIX].",
+        .values = OPT_DIR),
+    OPT("verify-contents", RUN_VERIFY_CONTENTS, NULL, NULL,
+        "Check every member of each book against its checksum.md5 (implied by --ocr-dest and "
+        "--marc-dest); the verdict goes into the journal's detail (checksum=ok, or the first "
+        "member that differs)."),
+    OPT("require-checksums", RUN_REQUIRE_CHECKSUMS, NULL, NULL,
+        "A book whose checksum.md5 verdict is not ok (a member differs, is unlisted or "
+        "missing, no list, not a tar.gz) fails and is not delivered. Without it such a book is "
+        "delivered (its MDC passed: it is GRIN's own object) with the verdict journaled."),
     OPT("batch", RUN_BATCH, "N", NULL, "Benchmarks only: the old design, N books at a time.",
         .section = "Other"),
     OPT("dry-run", RUN_DRY_RUN, NULL, NULL,
@@ -363,6 +386,18 @@ static int set_option(void *ctx, int key, const char *arg)
                 return 0;
         case RUN_REQUEST_BATCH:
                 return set_count(key, arg, 1, 1000, &o->grin.request_batch);
+        case RUN_OCR_DEST:
+                o->derived.ocr_dest = arg;
+                return 0;
+        case RUN_MARC_DEST:
+                o->derived.marc_dest = arg;
+                return 0;
+        case RUN_VERIFY_CONTENTS:
+                o->derived.cfg.verify = true;
+                return 0;
+        case RUN_REQUIRE_CHECKSUMS:
+                o->derived.cfg.require_checksums = true;
+                return 0;
         default:
                 return opts_usage_error(c, 0, "unknown option");
         }
@@ -559,6 +594,9 @@ static int dry_run(struct run_opts *o)
         o->sink.check_only = true;
         if (!err && o->sink.dest)
                 err = sink_open(&sink, &o->sink, msg, sizeof msg);
+        if (!err)
+                err =
+                    derived_sinks_open(&o->derived, &o->sink, sink, o->sink.dest, msg, sizeof msg);
         if (!err && (err = journal_open_readonly(&d.journal, o->run.journal_path)) < 0)
                 snprintf(msg, sizeof msg, "--journal %s: %s", o->run.journal_path, strerror(-err));
         if (!err && o->grin.queue == RUN_GRIN_QUEUE_UNCONVERTED) {
@@ -594,6 +632,7 @@ static int dry_run(struct run_opts *o)
                 journal_close(d.journal);
         grin_catalog_close(d.catalog);
         grin_set_free(d.seen);
+        derived_sinks_close(&o->derived);
         if (sink)
                 sink->ops->close(sink);
         if (src)
@@ -644,6 +683,12 @@ int cmd_run(int argc, char **argv)
                 err = source_open(&src, &o->source, msg, sizeof msg);
         if (!err)
                 err = sink_open(&sink, &o->sink, msg, sizeof msg);
+        if (!err && derived_sinks_wanted(&o->derived)) {
+                err =
+                    derived_sinks_open(&o->derived, &o->sink, sink, o->sink.dest, msg, sizeof msg);
+                if (!err)
+                        derived_attach(r, &o->derived.cfg);
+        }
         if (err)
                 qlog("%s", msg);
         else
@@ -654,6 +699,7 @@ int cmd_run(int argc, char **argv)
         run_grin_close(&o->grin);
         if (atomic_load(&o->grin.list_failed) && status == RUN_EXIT_OK)
                 status = RUN_EXIT_FAILED;
+        derived_sinks_close(&o->derived);
         if (sink)
                 sink->ops->close(sink);
         if (src)

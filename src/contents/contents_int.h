@@ -14,6 +14,17 @@ enum page_kind { PK_NONE, PK_TEXT, PK_IMAGE, PK_HOCR };
 /* The kind of base, and its page number (1..99999999) in *num. */
 enum page_kind page_kind_of(const char *base, uint32_t *num);
 
+/* An output file being written from offset 0, and who hears of every byte (the caller's
+ * wrote(), e.g. a digest). */
+struct out_file {
+        int fd;
+        uint64_t off;
+        void (*wrote)(void *arg, int fd, const void *p, size_t n);
+        void *arg;
+};
+/* Appends p[0..n) at f->off. 0 or -errno. */
+int out_write(struct out_file *f, const void *p, size_t n);
+
 /* OCR: pages JSON-escaped into an unnamed spill file as they come, indexed by page, read
  * back in page order through gzip at the end. */
 struct ocr;
@@ -25,12 +36,12 @@ int ocr_page_begin(struct ocr *o, uint32_t page);
 int ocr_page_data(struct ocr *o, const uint8_t *p, size_t n);
 int ocr_page_end(struct ocr *o);
 const char *ocr_failed(const struct ocr *o);
-/* Writes BARCODE_ocr.jsonl.gz to fd from offset 0; *lines gets the page count. Returns 0,
- * 1 when there is nothing to write (no pages, or ocr_failed), or -errno. */
-int ocr_write(struct ocr *o, int fd, uint64_t *lines);
+/* Writes BARCODE_ocr.jsonl.gz to f; *lines gets the page count. Returns 0, 1 when there
+ * is nothing to write (no pages, or ocr_failed), or -errno. */
+int ocr_write(struct ocr *o, struct out_file *f, uint64_t *lines);
 
 /* MARC: parses one METS member through read(), the first MARC record only, and keeps the
- * fields; marc_write() puts the JSON object and "\n" at offset 0 of fd. */
+ * fields; marc_write() writes the JSON object and "\n" to f. */
 struct marc;
 typedef int (*marc_read_fn)(void *arg, char *buf, int len); /* bytes, 0 at end, -1 error */
 int marc_new(struct marc **out);
@@ -38,7 +49,7 @@ void marc_free(struct marc *m);
 /* Returns 0 when a record was found and read; 1 when not (*why says why). Resets first. */
 int marc_parse(struct marc *m, marc_read_fn read, void *arg, const char **why, char *detail,
                size_t dcap);
-int marc_write(const struct marc *m, int fd);
+int marc_write(const struct marc *m, struct out_file *f);
 
 /* checksum.md5 against the members' MD5s, in whichever order they come. */
 struct sums;

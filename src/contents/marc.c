@@ -482,7 +482,7 @@ static json_t *to_json(const struct marc *m)
         return o;
 }
 
-int marc_write(const struct marc *m, int fd)
+int marc_write(const struct marc *m, struct out_file *f)
 {
         json_t *o = to_json(m);
         char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_INDENT(2));
@@ -491,7 +491,7 @@ int marc_write(const struct marc *m, int fd)
                 return -ENOMEM;
         size_t n = strlen(s);
         s[n] = '\n'; /* over the NUL: the length is known */
-        int r = util_pwrite_all(fd, s, n + 1, 0);
+        int r = out_write(f, s, n + 1);
         free(s);
         return r;
 }

@@ -290,8 +290,7 @@ static int by_page(const void *a, const void *b)
 
 struct gz {
         z_stream z;
-        int fd;
-        uint64_t off;
+        struct out_file *f;
         uint8_t *out;
 };
 
@@ -306,10 +305,9 @@ static int gz_put(struct gz *g, const void *p, size_t n, int flush)
                 assert(zr != Z_STREAM_ERROR);
                 (void)zr;
                 size_t have = BUF_BYTES - g->z.avail_out;
-                int r = util_pwrite_all(g->fd, g->out, have, g->off);
+                int r = out_write(g->f, g->out, have);
                 if (r)
                         return r;
-                g->off += have;
         } while (g->z.avail_out == 0 || g->z.avail_in);
         return 0;
 }
@@ -362,7 +360,7 @@ static int write_pages(struct ocr *o, struct gz *g, uint64_t *lines)
         return gz_put(g, NULL, 0, Z_FINISH);
 }
 
-int ocr_write(struct ocr *o, int fd, uint64_t *lines)
+int ocr_write(struct ocr *o, struct out_file *f, uint64_t *lines)
 {
         *lines = 0;
         if (o->failed)
@@ -375,7 +373,7 @@ int ocr_write(struct ocr *o, int fd, uint64_t *lines)
         if (r)
                 return r;
         qsort(o->index, o->pages, sizeof *o->index, by_page);
-        struct gz g = {.fd = fd, .out = malloc(BUF_BYTES)};
+        struct gz g = {.f = f, .out = malloc(BUF_BYTES)};
         /* gzip level 1, as the Python pipeline writes it (windowBits 15 + 16: a gzip
          * header and trailer). */
         if (!g.out || deflateInit2(&g.z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {

@@ -6,6 +6,7 @@
  * is handed to libarchive in place (the block it was given stays valid until its next
  * call, as libarchive requires), so bytes are copied once, on the caller's side. */
 #include "contents_int.h"
+#include "quire/base/util.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define RING_DEFAULT (1u << 20)
 #define XML_CHUNK    (64 * 1024)
@@ -28,6 +30,7 @@ struct contents {
         pthread_mutex_t lock;
         pthread_cond_t wake; /* to the reader: data, finish or abort */
         pthread_cond_t done_cond;
+        pthread_cond_t room; /* to a feeder waiting in contents_feed_all */
         /* the ring, under lock: [tail, tail+count) holds data, of which the first
          * `lent` bytes are libarchive's until its next read call */
         uint8_t *ring;
@@ -79,6 +82,32 @@ size_t contents_feed(struct contents *c, const void *p, size_t n)
         return k;
 }
 
+bool contents_has_room(struct contents *c, size_t n)
+{
+        pthread_mutex_lock(&c->lock);
+        bool room = c->settled || c->cap - c->count >= (n < c->cap ? n : c->cap);
+        if (!room)
+                c->want_ready = true;
+        pthread_mutex_unlock(&c->lock);
+        return room;
+}
+
+void contents_feed_all(struct contents *c, const void *p, size_t n)
+{
+        const uint8_t *b = p;
+        for (;;) {
+                size_t k = contents_feed(c, b, n);
+                b += k;
+                n -= k;
+                if (!n)
+                        return;
+                pthread_mutex_lock(&c->lock);
+                while (c->count == c->cap && !c->settled)
+                        pthread_cond_wait(&c->room, &c->lock);
+                pthread_mutex_unlock(&c->lock);
+        }
+}
+
 void contents_finish(struct contents *c)
 {
         pthread_mutex_lock(&c->lock);
@@ -119,6 +148,8 @@ static la_ssize_t ring_read(struct archive *a, void *arg, const void **buf)
         bool wake_feeder = c->lent && c->want_ready;
         if (wake_feeder)
                 c->want_ready = false;
+        if (c->lent)
+                pthread_cond_broadcast(&c->room);
         c->lent = 0;
         while (!c->count && !c->finished && !c->aborting) {
                 if (wake_feeder) {
@@ -407,6 +438,7 @@ static void settle(struct contents *c)
         pthread_mutex_lock(&c->lock);
         c->settled = true;
         c->count = c->lent = 0;
+        pthread_cond_broadcast(&c->room);
         bool wake = c->want_ready;
         c->want_ready = false;
         pthread_mutex_unlock(&c->lock);
@@ -414,9 +446,30 @@ static void settle(struct contents *c)
                 call_ready(c);
 }
 
+int out_write(struct out_file *f, const void *p, size_t n)
+{
+        int r = util_pwrite_all(f->fd, p, n, f->off);
+        if (r)
+                return r;
+        f->off += n;
+        if (f->wrote)
+                f->wrote(f->arg, f->fd, p, n);
+        return 0;
+}
+
+/* Writes one output through f; synced when asked for. 0, 1 (nothing to write), -errno. */
+static int output_done(struct contents *c, struct out_file *f, int r)
+{
+        if (r == 0 && c->cfg.sync && fdatasync(f->fd) < 0)
+                return -errno;
+        return r;
+}
+
 static void write_outputs(struct contents *c)
 {
         struct contents_result *res = &c->res;
+        struct out_file ocr = {c->cfg.ocr_fd, 0, c->cfg.wrote, c->cfg.arg};
+        struct out_file marc = {c->cfg.marc_fd, 0, c->cfg.wrote, c->cfg.arg};
         if (res->archive != CONTENTS_OK) {
                 res->ocr_skipped = c->ocr ? "archive unreadable" : NULL;
                 res->marc_skipped = c->marc ? "archive unreadable" : NULL;
@@ -432,7 +485,7 @@ static void write_outputs(struct contents *c)
                         snprintf(res->member, sizeof res->member, "%s", member);
         }
         if (c->ocr) {
-                int r = ocr_write(c->ocr, c->cfg.ocr_fd, &res->pages);
+                int r = output_done(c, &ocr, ocr_write(c->ocr, &ocr, &res->pages));
                 if (r < 0)
                         set_ioerr(c, r);
                 res->ocr_written = r == 0;
@@ -443,7 +496,7 @@ static void write_outputs(struct contents *c)
                 res->pages = c->max_page;
         }
         if (c->marc) {
-                int r = c->marc_found ? marc_write(c->marc, c->cfg.marc_fd) : 1;
+                int r = c->marc_found ? output_done(c, &marc, marc_write(c->marc, &marc)) : 1;
                 if (r < 0)
                         set_ioerr(c, r);
                 res->marc_written = r == 0;
@@ -520,6 +573,7 @@ static void release(struct contents *c)
         pthread_mutex_destroy(&c->lock);
         pthread_cond_destroy(&c->wake);
         pthread_cond_destroy(&c->done_cond);
+        pthread_cond_destroy(&c->room);
         free(c);
 }
 
@@ -532,6 +586,7 @@ int contents_new(struct contents **out, const struct contents_cfg *cfg)
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->wake, NULL);
         pthread_cond_init(&c->done_cond, NULL);
+        pthread_cond_init(&c->room, NULL);
         int r = setup(c);
         if (!r && pthread_create(&c->thread, NULL, reader_main, c))
                 r = -EAGAIN;

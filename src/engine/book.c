@@ -1,7 +1,13 @@
 /* One book's way through a worker: [ask the destination] ─ wait for a download slot ─
  * fetch and decrypt inline into a stage ─ verify the MDC ─ sync ─ wait for an upload slot
  * ─ deliver ─ journal. Transient failures go back through a backoff timer; permanent ones
- * end the book and the run goes on. */
+ * end the book and the run goes on.
+ *
+ * With derived outputs (derived.h) the plaintext is also teed into the slot's contents
+ * reader; the reader's verdict and outputs are awaited beside the stage's sync, and the
+ * outputs are delivered before the raw archive, so a destination that holds a book holds
+ * what could be read out of it. With a plaintext source (quire extract) there is no
+ * decryptor, no stage and no raw delivery: the source's bytes go to the reader alone. */
 #include "book.h"
 
 #include <assert.h>
@@ -10,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "derived_int.h"
 #include "digest.h"
 #include "keypool.h"
 #include "quire/base/util.h"
@@ -81,11 +88,26 @@ struct book {
         uint64_t started_ns, dl_started_ns, ul_started_ns;
         bool holds_download, holds_upload;
         char detail[512];
+        /* derived outputs (NULL: the run makes none) */
+        struct derived *der;
+        bool der_wait;        /* the source is paused until the reader has room */
+        unsigned finish_wait; /* of the stage's sync and the reader's end, those to come */
+        bool verdict;         /* the attempt's digest is final (an extract journals it) */
+        int plain_err;        /* a plaintext source's bytes refused (-errno) */
+        bool der_failed;      /* the attempt's derived outputs could not be set up */
+        bool der_after_raw;   /* the derived outputs' lookup follows the raw one's */
 };
 
 static void book_failed(struct book *b, bool transient, bool run_level, bool upload,
                         const char *detail);
 static void wait_download(struct book *b);
+static void lookup_begin(struct book *b);
+
+/* quire extract: the source's bytes are the plaintext, and only derived outputs leave. */
+static bool plain(const struct book *b)
+{
+        return b->r->derived.plaintext_source;
+}
 
 /* Moves the book from one stage counter of the status line to another. */
 static void set_stage(struct book *b, enum book_state to)
@@ -126,11 +148,14 @@ static void release_upload(struct book *b)
         slots_release(b->r, &b->r->uploads);
 }
 
+/* The attempt's staged plaintext goes, and its derived outputs with it. */
 static void stage_drop(struct book *b)
 {
         if (stage_remove(&b->stage, b->delivery.staging_taken))
                 run_wake_download_waiters(b->r);
         b->delivery.staging_taken = false;
+        if (b->der)
+                derived_drop(b->der);
 }
 
 /* ---- outcomes ---------------------------------------------------------------------- */
@@ -159,22 +184,29 @@ static void book_skip(struct book *b)
 
 static void book_finish(struct book *b, bool ok, bool run_level, const char *detail)
 {
-        uint64_t bytes = b->stage.size;
-        char resumed[128];
-        if (ok && b->resumes) {
-                snprintf(resumed, sizeof resumed,
-                         "resumed %u time(s): %llu bytes not fetched again", b->resumes,
-                         (unsigned long long)b->resumed_bytes);
-                detail = resumed;
+        uint64_t bytes = plain(b) ? b->digest.len : b->stage.size;
+        /* An extract journals what it read even when it could not read inside it. */
+        bool measured = ok || (plain(b) && b->verdict);
+        char text[1024];
+        const char *contents = ok && b->der ? derived_detail(b->der) : "";
+        if (ok && (b->resumes || contents[0])) {
+                int n = snprintf(text, sizeof text, "%s", contents);
+                if (b->resumes)
+                        snprintf(text + n, sizeof text - (size_t)n,
+                                 "%sresumed %u time(s): %llu bytes not fetched again", n ? " " : "",
+                                 b->resumes, (unsigned long long)b->resumed_bytes);
+                detail = text;
         }
+        if (b->der)
+                derived_count(b->der);
         stage_drop(b);
         set_stage(b, BOOK_IDLE);
         struct journal_rec rec = {
             .barcode = b->item.barcode,
             .line = b->item.line,
             .outcome = ok ? "ok" : "failed",
-            .bytes = ok ? bytes : 0,
-            .sha256_hex = ok ? b->digest.sha256_hex : NULL,
+            .bytes = measured ? bytes : 0,
+            .sha256_hex = measured ? b->digest.sha256_hex : NULL,
             .detail = detail,
             .duration_ns = now_ns() - b->started_ns,
         };
@@ -272,10 +304,17 @@ static void staging_failed(struct book *b, int err)
                 book_failed(b, false, false, false, msg);
                 return;
         }
+        bool full = err == -ENOSPC || err == -EDQUOT;
+        bool transient = full || err == -EMFILE || err == -ENFILE;
+        if (b->der_failed) { /* its outputs' files, or a reader thread */
+                b->der_failed = false;
+                snprintf(msg, sizeof msg, "reading inside the book: %s", strerror(-err));
+                book_failed(b, transient || err == -EAGAIN || err == -ENOMEM, true, false, msg);
+                return;
+        }
         snprintf(msg, sizeof msg, "staging %s: %s", b->stage.path[0] ? b->stage.path : "file",
                  strerror(-err));
-        bool full = err == -ENOSPC || err == -EDQUOT;
-        book_failed(b, full || err == -EMFILE || err == -ENFILE, true, false, msg);
+        book_failed(b, transient, true, false, msg);
 }
 
 /* ---- the destination --------------------------------------------------------------- */
@@ -300,13 +339,13 @@ static void add_meta(struct book *b, const char *name, const char *value)
 
 /* The object carries what both quire and the Python pipeline read back (its spelling,
  * underscores): a bucket either filled can be taken over by the other. */
-static void upload_begin(struct book *b)
+static void deliver_raw(struct book *b)
 {
-        b->holds_upload = true;
-        b->ul_started_ns = now_ns();
-        slot_time_open(&b->r->stats.upload_time, b->ul_started_ns);
-        set_stage(b, BOOK_UPLOADING);
-        utc_iso8601(b->acquired);
+        if (plain(b)) { /* nothing leaves but the derived outputs */
+                release_upload(b);
+                book_finish(b, true, false, NULL);
+                return;
+        }
         struct delivery *d = &b->delivery;
         *d = (struct delivery){
             .barcode = b->item.barcode,
@@ -330,6 +369,30 @@ static void upload_begin(struct book *b)
         b->r->sink->ops->deliver(b->snk, d);
 }
 
+static void on_derived_delivered(void *owner, int rc, bool transient, const char *detail)
+{
+        struct book *b = owner;
+        if (rc) {
+                release_upload(b);
+                book_failed(b, transient, true, true, detail);
+                return;
+        }
+        deliver_raw(b);
+}
+
+/* The derived outputs first (those a retry still owes), then the raw archive. */
+static void upload_begin(struct book *b)
+{
+        b->holds_upload = true;
+        b->ul_started_ns = now_ns();
+        slot_time_open(&b->r->stats.upload_time, b->ul_started_ns);
+        set_stage(b, BOOK_UPLOADING);
+        utc_iso8601(b->acquired);
+        if (b->der && derived_deliver(b->der, b->acquired))
+                return;
+        deliver_raw(b);
+}
+
 static void on_lookup_done(struct lookup *lk, int rc, const char *detail)
 {
         struct book *b = container_of(lk, struct book, lookup);
@@ -337,18 +400,77 @@ static void on_lookup_done(struct lookup *lk, int rc, const char *detail)
          * destination if it is one. */
         bool compare = rc == 0 && lk->found && lk->source_etag[0];
         snprintf(b->dest_etag, sizeof b->dest_etag, "%s", compare ? lk->source_etag : "");
+        if (compare && b->der) {
+                /* Unchanged at the source skips the book only when its derived outputs are
+                 * there too: a rerun makes the missing ones (and delivers the book again). */
+                b->der_after_raw = true;
+                derived_lookup(b->der, b->item.barcode);
+                return;
+        }
         wait_download(b);
+}
+
+/* After a raw lookup that found the book: without all its derived outputs, no skip. A
+ * recheck (derived.h's recheck_delivered) that finds them all skips the book as the
+ * journal's skip would have, counted and not journaled again; else the book is read
+ * again. */
+static void on_derived_looked_up(void *owner, bool all_found)
+{
+        struct book *b = owner;
+        if (b->der_after_raw) {
+                b->der_after_raw = false;
+                if (!all_found)
+                        b->dest_etag[0] = 0;
+                wait_download(b);
+        } else if (!all_found) {
+                lookup_begin(b);
+        } else {
+                set_stage(b, BOOK_IDLE);
+                progress_count(b->r, OUTCOME_DELIVERED_BEFORE, 0);
+                book_end(b);
+        }
 }
 
 /* ---- the download ------------------------------------------------------------------ */
 
-/* The decryptor's sink: hash the plaintext and stage it. */
+/* The decryptor's sink: hash the plaintext, tee it to the contents reader, stage it. */
 static int on_plaintext(void *ctx, const uint8_t *p, size_t n)
 {
         struct book *b = ctx;
         if (digest_update(&b->digest, p, n) < 0)
                 return -ENOMEM;
-        return stage_write(&b->stage, p, n);
+        if (b->der)
+                derived_feed(b->der, p, n);
+        return plain(b) ? 0 : stage_write(&b->stage, p, n);
+}
+
+/* A plaintext source's bytes, as the decryptor's sink would have them. */
+static int plain_feed(struct book *b, const uint8_t *p, size_t n)
+{
+        b->plain_err = on_plaintext(b, p, n);
+        return b->plain_err ? PGP_ESINK : 0;
+}
+
+/* A new attempt's outputs: the stage, the derived outputs' files and reader. */
+static int attempt_open(struct book *b)
+{
+        int err = plain(b) ? 0 : stage_open(&b->stage, b->item.barcode);
+        if (!err && b->der) {
+                err = derived_begin(b->der, b->item.barcode, b->item.recheck);
+                b->der_failed = err != 0;
+        }
+        if (err)
+                stage_drop(b);
+        b->verdict = false;
+        b->plain_err = 0;
+        return err;
+}
+
+static void attempt_reset(struct book *b)
+{
+        if (!plain(b)) /* no decryptor for a plaintext source */
+                pgp_reset(b->dec, b->r->cfg.passphrase, b->r->cfg.passlen, on_plaintext, b);
+        digest_reset(&b->digest);
 }
 
 /* The decryptor stopped at a symmetric-key packet whose key it needs: the key pool
@@ -373,17 +495,16 @@ static int restart_body(struct book *b)
         }
         b->restart_wait = false;
         stage_drop(b);
-        int err = stage_open(&b->stage, b->item.barcode);
+        int err = attempt_open(b);
         if (err) {
                 b->feed_error = PGP_ESINK;
                 b->restart_err = err;
                 return -1;
         }
-        pgp_reset(b->dec, b->r->cfg.passphrase, b->r->cfg.passlen, on_plaintext, b);
-        digest_reset(&b->digest);
         b->resumed_bytes -= b->fed < b->resumed_bytes ? b->fed : b->resumed_bytes;
         b->fed = 0;
         b->first_byte = -1;
+        attempt_reset(b);
         return 0;
 }
 
@@ -419,7 +540,11 @@ static int on_src_data(void *owner, uint64_t off, const uint8_t *p, size_t n)
                 b->room_need = need;
                 return SOURCE_PAUSE;
         }
-        int rc = pgp_feed(b->dec, p, n);
+        if (b->der && !derived_has_room(b->der, need)) {
+                b->der_wait = true; /* on_derived_room() resumes it */
+                return SOURCE_PAUSE;
+        }
+        int rc = plain(b) ? plain_feed(b, p, n) : pgp_feed(b->dec, p, n);
         size_t took = rc == PGP_NEEDKEY ? pgp_consumed(b->dec) : n;
         atomic_fetch_add(&b->r->stats.bytes_in, took);
         if (b->fed == 0 && n)
@@ -466,6 +591,65 @@ static void on_stage_room(void *owner)
                 worker_pump_soon(b->w); /* the slot can take a new book now */
 }
 
+static void on_derived_room(void *owner)
+{
+        struct book *b = owner;
+        if (b->der_wait) {
+                b->der_wait = false;
+                b->r->source->ops->resume(b->src);
+        }
+}
+
+/* The reader's verdict decides what of the book may leave. Run: an archive that cannot be
+ * read, or whose checksums do not match, is still GRIN's authentic object (its MDC
+ * passed), so it goes, with the verdict in its journal line, unless --require-checksums.
+ * Extract: only what could be read. Either way a disk that failed the outputs is a
+ * failure worth a retry, not a verdict. */
+static bool verdict_refuses(struct book *b)
+{
+        char why[sizeof b->detail];
+        struct derived *d = b->der;
+        if (derived_io_failed(d)) {
+                book_failed(b, true, true, false, derived_detail(d));
+                return true;
+        }
+        if (b->r->derived.require_checksums && !derived_checksums_ok(d)) {
+                snprintf(why, sizeof why, "%s refused=--require-checksums", derived_detail(d));
+                book_failed(b, false, false, false, why);
+                return true;
+        }
+        if (plain(b) && !derived_readable(d)) {
+                snprintf(why, sizeof why, "%s", derived_detail(d));
+                book_failed(b, false, false, false, why);
+                return true;
+        }
+        return false;
+}
+
+/* One of the stage's sync and the reader's end has come; after the last, the book waits
+ * for an upload slot. */
+static void finish_step(struct book *b)
+{
+        assert(b->finish_wait > 0);
+        if (--b->finish_wait)
+                return;
+        if (digest_final(&b->digest) < 0) {
+                book_failed(b, true, false, false, "out of memory");
+                return;
+        }
+        b->verdict = true;
+        if (b->der && verdict_refuses(b))
+                return;
+        set_stage(b, BOOK_WAIT_UPLOAD);
+        atomic_fetch_add(&b->w->waiting_ul, 1);
+        book_pump(b);
+}
+
+static void on_derived_done(void *owner)
+{
+        finish_step(owner);
+}
+
 static void on_stage_synced(void *owner, int rc)
 {
         struct book *b = owner;
@@ -473,13 +657,7 @@ static void on_stage_synced(void *owner, int rc)
                 staging_failed(b, rc);
                 return;
         }
-        if (digest_final(&b->digest) < 0) {
-                book_failed(b, true, false, false, "out of memory");
-                return;
-        }
-        set_stage(b, BOOK_WAIT_UPLOAD);
-        atomic_fetch_add(&b->w->waiting_ul, 1);
-        book_pump(b);
+        finish_step(b);
 }
 
 /* The source lacks the book, and its catalog says why (GRIN: the conversion failed, is
@@ -519,7 +697,9 @@ static void download_failed(struct book *b, const struct source_result *res)
         if (res->status == SOURCE_NOT_FOUND && book_missing(b))
                 return;
         if (res->status == SOURCE_STOPPED && b->feed_error == PGP_ESINK) {
-                int err = b->restart_err ? b->restart_err : -pgp_sink_errno(b->dec);
+                int err = b->restart_err ? b->restart_err
+                          : b->plain_err ? b->plain_err
+                                         : -pgp_sink_errno(b->dec);
                 b->restart_err = 0;
                 staging_failed(b, err);
                 return;
@@ -553,15 +733,21 @@ static void download_done(struct book *b, const struct source_result *res)
 {
         release_download(b);
         b->room_wait = b->key_wait = false; /* the source is done: nothing to resume */
+        b->der_wait = false;
         snprintf(b->etag, sizeof b->etag, "%s", res->etag);
-        if (res->status == SOURCE_OK && !b->feed_error)
+        if (res->status == SOURCE_OK && !b->feed_error && !plain(b))
                 b->feed_error = pgp_finish(b->dec);
         if (res->status != SOURCE_OK || b->feed_error) {
                 download_failed(b, res);
                 return;
         }
+        /* Verified (the MDC matched): the reader may finish now, never before. */
         set_stage(b, BOOK_FINISHING);
-        stage_finish(&b->stage);
+        b->finish_wait = !plain(b) + (b->der != NULL);
+        if (b->der)
+                derived_finish(b->der);
+        if (!plain(b))
+                stage_finish(&b->stage);
 }
 
 /* The retry of a broken download asks for the rest. */
@@ -589,15 +775,14 @@ static void fetch_begin(struct book *b)
         b->fed = 0;
         b->feed_error = 0;
         b->first_byte = -1;
-        b->room_wait = false;
-        int err = stage_open(&b->stage, b->item.barcode);
+        b->room_wait = b->der_wait = false;
+        int err = attempt_open(b);
         if (err) {
                 release_download(b);
                 staging_failed(b, err);
                 return;
         }
-        pgp_reset(b->dec, b->r->cfg.passphrase, b->r->cfg.passlen, on_plaintext, b);
-        digest_reset(&b->digest);
+        attempt_reset(b);
         b->head = false;
         struct source_request req = {.barcode = b->item.barcode, .file = b->original};
         b->r->source->ops->begin(b->src, &req);
@@ -716,16 +901,28 @@ void book_start(struct book *b, const struct queue_item *item)
         b->resumed_bytes = 0;
         b->started_ns = now_ns();
         b->etag[0] = b->dest_etag[0] = 0;
+        b->der_after_raw = false;
         snprintf(b->name, sizeof b->name, "%s.tar.gz", item->barcode);
         if (item->file[0])
                 snprintf(b->original, sizeof b->original, "%s", item->file);
         else
                 snprintf(b->original, sizeof b->original, "%s.tar.gz.gpg", item->barcode);
+        if (item->recheck) {
+                /* An earlier run delivered it: is every derived output still there? */
+                set_stage(b, BOOK_LOOKUP);
+                derived_lookup(b->der, b->item.barcode);
+                return;
+        }
+        lookup_begin(b);
+}
+
+static void lookup_begin(struct book *b)
+{
         const struct sink *s = b->r->sink;
-        if (s->ops->lookup && !b->r->cfg.force) {
+        if (s && s->ops->lookup && s->lookup_etag && !b->r->cfg.force) {
                 set_stage(b, BOOK_LOOKUP);
                 b->lookup = (struct lookup){
-                    .barcode = item->barcode, .name = b->name, .done = on_lookup_done};
+                    .barcode = b->item.barcode, .name = b->name, .done = on_lookup_done};
                 s->ops->lookup(b->snk, &b->lookup);
                 return;
         }
@@ -748,12 +945,15 @@ void book_abort(struct book *b)
                 break;
         case BOOK_UPLOADING:
         case BOOK_LOOKUP:
-                b->r->sink->ops->abort(b->snk);
+                if (b->snk)
+                        b->r->sink->ops->abort(b->snk);
                 break;
         default:
                 break;
         }
-        b->key_wait = b->room_wait = b->restart_wait = b->resume = false;
+        b->key_wait = b->room_wait = b->restart_wait = b->resume = b->der_wait = false;
+        if (b->der)
+                derived_abort(b->der);
         loop_cancel(b->w->loop, &b->timer);
         release_download(b);
         release_upload(b);
@@ -772,18 +972,25 @@ int book_new(struct book **out, struct worker *w)
         b->timer.fn = on_backoff_done;
         static const struct source_events events = {
             .data = on_src_data, .done = on_src_done, .length = on_src_length};
+        static const struct derived_events derived_events = {.room = on_derived_room,
+                                                             .done = on_derived_done,
+                                                             .delivered = on_derived_delivered,
+                                                             .looked_up = on_derived_looked_up};
+        const struct sink *sink = b->r->sink;
         int err = pgp_new(&b->dec) < 0 ? -ENOMEM : 0;
         if (!err)
                 pgp_set_defer_keys(b->dec, true); /* every S2K beside the loop */
         if (!err)
-                err = digest_init(&b->digest, b->r->sink->part_size);
+                err = digest_init(&b->digest, sink ? sink->part_size : 0);
         if (!err)
                 err = stage_init(&b->stage, &b->r->staging, w->loop, on_stage_room, on_stage_synced,
                                  b);
         if (!err)
                 err = b->r->source->ops->slot_new(b->r->source, w, &events, b, &b->src);
-        if (!err)
-                err = b->r->sink->ops->slot_new(b->r->sink, w, &b->snk);
+        if (!err && sink)
+                err = sink->ops->slot_new(b->r->sink, w, &b->snk);
+        if (!err && b->r->derived_on)
+                err = derived_new(&b->der, w, &derived_events, b);
         return err;
 }
 
@@ -791,6 +998,7 @@ void book_free(struct book *b)
 {
         if (!b)
                 return;
+        derived_free(b->der);
         if (b->snk)
                 b->r->sink->ops->slot_free(b->snk);
         if (b->src)

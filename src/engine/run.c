@@ -227,9 +227,11 @@ int run_new(struct run **out, const struct run_config *cfg, char *msg, size_t ms
         r->cfg = *cfg;
         r->main_wake_fd = -1;
         r->staging.dirfd = r->staging.lockfd = -1;
-        /* The locks first: nothing of another run's may be touched before they are ours. */
-        int err = staging_open(&r->staging, cfg->staging, cfg->staging_max, cfg->max_book_size, msg,
-                               msglen);
+        /* The locks first: nothing of another run's may be touched before they are ours.
+         * No staging directory: nothing is staged there (quire extract into directories). */
+        int err = cfg->staging ? staging_open(&r->staging, cfg->staging, cfg->staging_max,
+                                              cfg->max_book_size, msg, msglen)
+                               : 0;
         if (err)
                 return err;
         err = journal_open(&r->journal, cfg->journal_path);
@@ -362,10 +364,12 @@ static bool next_barcode(struct main_state *m)
                         note_duplicate(m, it, first, "was delivered"); /* earlier in this list */
                         continue;
                 }
-                if (at == 1) { /* an earlier run: counted, not journaled again */
+                if (at == 1 && !r->derived.recheck_delivered) {
+                        /* an earlier run: counted, not journaled again */
                         progress_count(r, OUTCOME_DELIVERED_BEFORE, 0);
                         continue;
                 }
+                it->recheck = at == 1;
                 if (!inflight_add(&r->inflight, it->barcode, it->line, &first)) {
                         note_duplicate(m, it, first, "is in flight");
                         continue;
@@ -515,8 +519,9 @@ int run_execute(struct run *r, struct source *src, struct sink *sink)
         r->source = src;
         r->sink = sink;
         /* One book's bound is the least of --max-book-size, --staging-max (a book larger
-         * than all the staging space could never be staged) and the destination's. */
-        uint64_t limits[] = {r->cfg.staging_max, sink->max_size};
+         * than all the staging space could never be staged) and the destination's (none
+         * without a raw delivery). */
+        uint64_t limits[] = {r->cfg.staging_max, sink ? sink->max_size : 0};
         for (unsigned i = 0; i < 2; i++)
                 if (limits[i] && (!r->staging.max_book || limits[i] < r->staging.max_book))
                         r->staging.max_book = limits[i];

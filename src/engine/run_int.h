@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "progress.h"
+#include "quire/engine/derived.h"
 #include "quire/engine/feeder.h"
 #include "quire/engine/run.h"
 #include "quire/engine/status.h"
@@ -25,6 +26,7 @@ struct queue_item {
         uint64_t line;
         char barcode[BARCODE_MAX + 1];
         char file[FEEDER_FILE_MAX + 1]; /* the name at the source; "": from the template */
+        bool recheck; /* an earlier run delivered it: look at its derived outputs first */
 };
 
 /* A global limit shared by all workers (downloads in flight, uploads in flight). */
@@ -48,7 +50,9 @@ struct inflight {
 struct run {
         struct run_config cfg;
         struct source *source;
-        struct sink *sink;
+        struct sink *sink; /* NULL with derived.plaintext_source: no raw delivery */
+        struct derived_config derived;
+        bool derived_on; /* derived_attach() was called */
         struct keypool *keypool;
         struct staging staging;
         struct mpmc *queue;

@@ -62,6 +62,10 @@ void stats_snap(struct stats *s, struct status_snap *out)
         out->in_process = atomic_load_explicit(&s->in_process, memory_order_relaxed);
         out->conversion_failed = atomic_load_explicit(&s->conversion_failed, memory_order_relaxed);
         out->bytes_resumed = atomic_load_explicit(&s->bytes_resumed, memory_order_relaxed);
+        out->contents_read = atomic_load_explicit(&s->contents_read, memory_order_relaxed);
+        out->checksum_problems = atomic_load_explicit(&s->checksum_problems, memory_order_relaxed);
+        out->contents_unreadable =
+            atomic_load_explicit(&s->contents_unreadable, memory_order_relaxed);
         out->waiting = atomic_load_explicit(&s->waiting, memory_order_relaxed);
         out->downloading = atomic_load_explicit(&s->downloading, memory_order_relaxed);
         out->finishing = atomic_load_explicit(&s->finishing, memory_order_relaxed);
@@ -231,6 +235,10 @@ size_t status_format_text(char *buf, size_t n, const struct status_snap *s)
                 put(&o, ", requested: %llu, in process: %llu, conversion failed: %llu",
                     (unsigned long long)s->requested, (unsigned long long)s->in_process,
                     (unsigned long long)s->conversion_failed);
+        if (s->contents_read || s->checksum_problems || s->contents_unreadable)
+                put(&o, ", contents read: %llu, checksum problems: %llu, unreadable: %llu",
+                    (unsigned long long)s->contents_read, (unsigned long long)s->checksum_problems,
+                    (unsigned long long)s->contents_unreadable);
         put(&o, "]");
         return o.len;
 }
@@ -290,9 +298,12 @@ size_t status_format_json(char *buf, size_t n, const char *event, const struct s
         double frac = cap > 0 ? s->busy_download_s / cap : 0;
         put(&o,
             "\"busy\":{\"download_s\":%.3f,\"upload_s\":%.3f,\"download_span_s\":%.3f,"
-            "\"download_busy_fraction\":%.4f}}",
+            "\"download_busy_fraction\":%.4f},",
             finite_or_zero(s->busy_download_s), finite_or_zero(s->busy_upload_s),
             finite_or_zero(s->download_span_s), finite_or_zero(frac));
+        put(&o, "\"contents\":{\"read\":%llu,\"checksum_problems\":%llu,\"unreadable\":%llu}}",
+            (unsigned long long)s->contents_read, (unsigned long long)s->checksum_problems,
+            (unsigned long long)s->contents_unreadable);
         return o.len;
 }
 
@@ -385,6 +396,12 @@ static void live_outcomes(struct live_line *l, const struct status_snap *s)
                          " (GRIN: requested %llu, in process %llu, conversion failed %llu)",
                          (unsigned long long)s->requested, (unsigned long long)s->in_process,
                          (unsigned long long)s->conversion_failed);
+        if (s->contents_read || s->checksum_problems || s->contents_unreadable)
+                live_put(l, s->checksum_problems ? "\033[33m" : NULL,
+                         " (contents: read %llu, checksum problems %llu, unreadable %llu)",
+                         (unsigned long long)s->contents_read,
+                         (unsigned long long)s->checksum_problems,
+                         (unsigned long long)s->contents_unreadable);
         if (s->last_failure && *s->last_failure) {
                 live_put(l, NULL, " - last failure: ");
                 live_put(l, "\033[31m", "%s", s->last_failure);

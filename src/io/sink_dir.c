@@ -1,6 +1,9 @@
 /* Destination: a local directory. A book appears only whole: its synced staging file is
  * renamed into place (copied to DEST/.quire-incoming first when staging is on another
- * filesystem), and the directory is synced before the book counts as delivered. */
+ * filesystem), and the directory is synced before the book counts as delivered. An
+ * unnamed staging file (the derived outputs', made by stage_file in DEST itself) is linked
+ * in under its name, or, to replace a file of that name, linked into .quire-incoming and
+ * renamed over it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -23,6 +26,7 @@
 struct dir_sink {
         struct sink base;
         const char *dest;
+        const char *what; /* the option, for messages */
         int dirfd;
         mode_t mode; /* delivered files get the mode the umask gives */
         /* DEST/.quire-incoming, made (and locked) when a first copy needs it */
@@ -34,6 +38,7 @@ struct dir_slot {
         struct dir_sink *ds;
         struct worker *w;
         struct delivery *d;
+        struct lookup *lk;
         struct loop_op sync_op;
         struct loop_op later_op; /* reports a failure from the loop */
         int err;
@@ -90,10 +95,10 @@ static int incoming_open(struct dir_sink *ds, char *msg, size_t msglen)
 {
         char path[4096 + sizeof INCOMING];
         snprintf(path, sizeof path, "%s/%s", ds->dest, INCOMING);
-        int fd = privdir_open("--dest", path, 0, msg, msglen);
+        int fd = privdir_open(ds->what, path, 0, msg, msglen);
         if (fd < 0)
                 return fd;
-        int err = privdir_lock(fd, "--dest", path, &ds->incoming_lockfd, msg, msglen);
+        int err = privdir_lock(fd, ds->what, path, &ds->incoming_lockfd, msg, msglen);
         if (err) {
                 close(fd);
                 return err;
@@ -123,11 +128,17 @@ static int copy_fd(int in, int out)
  * target), sync, and rename, so the target still appears only whole and what a killed
  * run leaves is found without scanning the whole destination. Synchronous: the rare
  * case, and one a same-filesystem --staging avoids. */
-static int copy_into_place(struct dir_sink *ds, const struct delivery *d, char *msg, size_t msglen)
+static int incoming(struct dir_sink *ds, char *msg, size_t msglen)
 {
         pthread_mutex_lock(&ds->incoming_lock);
         int err = ds->incoming_fd >= 0 ? 0 : incoming_open(ds, msg, msglen);
         pthread_mutex_unlock(&ds->incoming_lock);
+        return err;
+}
+
+static int copy_into_place(struct dir_sink *ds, const struct delivery *d, char *msg, size_t msglen)
+{
+        int err = incoming(ds, msg, msglen);
         if (err)
                 return err;
         char tmp[256];
@@ -146,7 +157,35 @@ static int copy_into_place(struct dir_sink *ds, const struct delivery *d, char *
         if (out >= 0)
                 close(out);
         if (err)
-                snprintf(msg, msglen, "--dest %s/%s: %s", ds->dest, d->name, strerror(-err));
+                snprintf(msg, msglen, "%s %s/%s: %s", ds->what, ds->dest, d->name, strerror(-err));
+        return err;
+}
+
+/* An unnamed file (O_TMPFILE) gets its name by a link: at once when the name is free,
+ * else through .quire-incoming and a rename over the old file, so that a reader sees the
+ * old file or the whole new one. A file on another filesystem is copied. */
+static int link_into_place(struct dir_sink *ds, const struct delivery *d, char *msg, size_t msglen)
+{
+        char proc[64], tmp[256];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", d->fd);
+        if (linkat(AT_FDCWD, proc, ds->dirfd, d->name, AT_SYMLINK_FOLLOW) == 0)
+                return 0;
+        if (errno == EXDEV || errno == ENOENT)
+                return copy_into_place(ds, d, msg, msglen); /* elsewhere, or not linkable */
+        if (errno != EEXIST)
+                return -errno;
+        int err = incoming(ds, msg, msglen);
+        if (err)
+                return err;
+        snprintf(tmp, sizeof tmp, "%s%s", d->name, PART);
+        if (unlinkat(ds->incoming_fd, tmp, 0) < 0 && errno != ENOENT)
+                return -errno;
+        if (linkat(AT_FDCWD, proc, ds->incoming_fd, tmp, AT_SYMLINK_FOLLOW) < 0)
+                return -errno;
+        if (renameat(ds->incoming_fd, tmp, ds->dirfd, d->name) < 0) {
+                err = -errno;
+                unlinkat(ds->incoming_fd, tmp, 0);
+        }
         return err;
 }
 
@@ -154,7 +193,7 @@ static void on_synced(struct loop_op *op, int res)
 {
         struct dir_slot *s = container_of(op, struct dir_slot, sync_op);
         if (res < 0) {
-                snprintf(s->detail, sizeof s->detail, "--dest %s: fsync: %s", s->ds->dest,
+                snprintf(s->detail, sizeof s->detail, "%s %s: fsync: %s", s->ds->what, s->ds->dest,
                          strerror(-res));
                 s->d->done(s->d, res, true, s->detail);
                 return;
@@ -165,6 +204,12 @@ static void on_synced(struct loop_op *op, int res)
 static void on_later(struct loop_op *op, int res)
 {
         struct dir_slot *s = container_of(op, struct dir_slot, later_op);
+        if (s->lk) {
+                struct lookup *lk = s->lk;
+                s->lk = NULL;
+                lk->done(lk, s->err, s->err ? s->detail : NULL);
+                return;
+        }
         s->d->done(s->d, s->err, s->transient, s->detail);
 }
 
@@ -177,6 +222,8 @@ static void dir_deliver(struct sink_slot *ss, struct delivery *d)
         s->detail[0] = 0;
         if (fchmod(d->fd, ds->mode) < 0)
                 err = -errno;
+        else if (!d->staging_path)
+                err = link_into_place(ds, d, s->detail, sizeof s->detail);
         else if (renameat(AT_FDCWD, d->staging_path, ds->dirfd, d->name) == 0)
                 d->staging_taken = true;
         else if (errno == EXDEV)
@@ -185,7 +232,8 @@ static void dir_deliver(struct sink_slot *ss, struct delivery *d)
                 err = -errno;
         if (err) {
                 if (!s->detail[0])
-                        snprintf(s->detail, sizeof s->detail, "--dest %s/%s: %s", ds->dest, d->name,
+                        snprintf(s->detail, sizeof s->detail, "%s %s/%s: %s", ds->what, ds->dest,
+                                 d->name,
                                  err == -ENOENT ? "the staging file is gone (removed "
                                                   "by someone else?)"
                                                 : strerror(-err));
@@ -197,11 +245,40 @@ static void dir_deliver(struct sink_slot *ss, struct delivery *d)
         loop_fdatasync(worker_loop(s->w), &s->sync_op, ds->dirfd);
 }
 
+/* Whether the name is taken: a file there stores no source ETag, so this only tells the
+ * derived outputs' reruns what is missing. */
+static void dir_lookup(struct sink_slot *ss, struct lookup *lk)
+{
+        struct dir_slot *s = slot_of(ss);
+        struct stat st;
+        s->lk = lk;
+        s->err = 0;
+        lk->source_etag[0] = 0;
+        lk->found =
+            fstatat(s->ds->dirfd, lk->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+        if (!lk->found && errno != ENOENT) {
+                s->err = -errno;
+                snprintf(s->detail, sizeof s->detail, "%s %s/%s: %s", s->ds->what, s->ds->dest,
+                         lk->name, strerror(errno));
+        }
+        loop_timer(worker_loop(s->w), &s->later_op, 0);
+}
+
+static int dir_stage_file(struct sink *sk)
+{
+        struct dir_sink *ds = (struct dir_sink *)sk;
+        int fd = openat(ds->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd >= 0)
+                return fd;
+        return errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL ? -EOPNOTSUPP : -errno;
+}
+
 static void dir_abort(struct sink_slot *ss)
 {
         struct dir_slot *s = slot_of(ss);
         loop_cancel(worker_loop(s->w), &s->sync_op);
         loop_cancel(worker_loop(s->w), &s->later_op);
+        s->lk = NULL;
 }
 
 static int dir_slot_new(struct sink *sk, struct worker *w, struct sink_slot **out)
@@ -238,7 +315,9 @@ static const struct sink_ops dir_ops = {
     .slot_new = dir_slot_new,
     .slot_free = dir_slot_free,
     .deliver = dir_deliver,
+    .lookup = dir_lookup,
     .abort = dir_abort,
+    .stage_file = dir_stage_file,
     .close = dir_close,
 };
 
@@ -251,6 +330,7 @@ int sink_dir_open(struct sink **out, const struct sink_config *cfg, char *msg, s
         }
         ds->base = (struct sink){.ops = &dir_ops, .kind = "directory"};
         ds->dest = cfg->dest;
+        ds->what = cfg->what ? cfg->what : "--dest";
         ds->dirfd = ds->incoming_fd = ds->incoming_lockfd = -1;
         pthread_mutex_init(&ds->incoming_lock, NULL);
         mode_t mask = umask(0);
@@ -270,7 +350,7 @@ int sink_dir_open(struct sink **out, const struct sink_config *cfg, char *msg, s
                         err = -errno;
         }
         if (err) {
-                snprintf(msg, msglen, "--dest %s: %s", cfg->dest, strerror(-err));
+                snprintf(msg, msglen, "%s %s: %s", ds->what, cfg->dest, strerror(-err));
                 dir_close(&ds->base);
                 return err;
         }

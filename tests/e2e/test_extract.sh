@@ -49,26 +49,67 @@ check "NOTRAILER: a clear outcome" grep -qE '^(ok	contents=ok|failed	contents=tr
 check "outputs (OCR and MARC) only for the good archives" \
 	test "$(ls "$T/ocr" "$T/marc" | grep -c _)" -eq $((2 * $(grep -cP '\tok\t' "$T/journal")))
 check "one stderr line per failed book, naming it" \
-	test "$(grep -c 'tar.gz: contents=' "$T/err")" -eq "$(grep -cP '\tfailed\t' "$T/journal")"
+	test "$(grep -cE '^quire: [A-Z]+ \(line [0-9]+\): failed: contents=' "$T/err")" -eq \
+	"$(grep -cP '\tfailed\t' "$T/journal")"
 check "no crash report" test -z "$(grep -E 'Sanitizer|runtime error' "$T/err")"
 
-# A crash in the middle of a book leaves no output, named or not; a rerun makes it.
-"$MKBOOK" --pages 400 --image-size 200000 "$T/big" BIG >/dev/null
-mkfifo "$T/fifo"
-"$QUIRE" extract --ocr-dest "$T/ocr" --marc-dest "$T/marc" --journal "$T/journal2" \
-	"$T/fifo" 2>"$T/crash.err" &
+# A crash in the middle of a book leaves no output, named or not; a rerun makes it. The
+# kill comes while quire is stopped (SIGSTOP) with one archive open and an output of it
+# staged, unnamed, in the destination: that book was in flight, by quire's own fds.
+for i in 1 2 3 4 5; do "$MKBOOK" --pages 150 --image-size 150000 "$T/big" "BIG$i" >/dev/null; done
+"$QUIRE" extract --threads 1 --ocr-dest "$T/ocr" --marc-dest "$T/marc" --journal "$T/journal2" \
+	"$T/big" 2>"$T/crash.err" &
 pid=$!
-exec 7>"$T/fifo"
-head -c $(($(stat -c %s "$T/big/BIG.tar.gz") / 2)) "$T/big/BIG.tar.gz" >&7
-kill -KILL "$pid"
+# in_flight: the book quire reads now while it stages an output of it in $T/ocr, if any
+# (one look at all its fds: quire is stopped meanwhile).
+in_flight() {
+	local fds src
+	fds=$(find "/proc/$pid/fd" -mindepth 1 -printf '%l\n' 2>/dev/null)
+	src=$(grep -m1 "^$T/big/.*\.tar\.gz$" <<<"$fds") || return 1
+	grep -q "^$T/ocr/.* (deleted)$" <<<"$fds" && basename "$src" .tar.gz
+}
+inflight=""
+if await "killed mid-book: a first book done" wait_for_line "$T/journal2" $'\tok\t' 60; then
+	# Stopped, looked at, let run a little: quire is caught in the middle of a book.
+	end=$(_deadline 60)
+	while [ "$(_now_ms)" -lt "$end" ] && kill -STOP "$pid" 2>/dev/null; do
+		inflight=$(in_flight) && break
+		kill -CONT "$pid"
+		sleep 0.02 # /proc has nothing to wait on
+	done
+fi
+kill -KILL "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
-exec 7>&-
-check "killed mid-book: nothing of it in the destinations" \
-	test -z "$(find "$T/ocr" "$T/marc" -name 'fifo*' -o -name '*quire*' -o -name 'BIG*')"
-"$QUIRE" extract --ocr-dest "$T/ocr" --marc-dest "$T/marc" --journal "$T/journal2" \
-	"$T/big/BIG.tar.gz" 2>/dev/null
-check "rerun after the kill: the outputs are whole" gzip -t "$T/ocr/BIG_ocr.jsonl.gz"
-check "rerun after the kill: 400 pages" test "$(zcat "$T/ocr/BIG_ocr.jsonl.gz" | wc -l)" -eq 400
+if [ -n "$inflight" ]; then
+	check "killed mid-book ($inflight open, an output staged): nothing of it in the destinations" \
+		test -z "$(find "$T/ocr" "$T/marc" -name '*quire*' -o -name "${inflight}_*")"
+else
+	fail "killed mid-book" "no book seen in flight before the run ended"
+fi
+whole=0
+for b in $(grep -P '\tok\t' "$T/journal2" | cut -f2); do
+	gzip -t "$T/ocr/${b}_ocr.jsonl.gz" && [ "$(zcat "$T/ocr/${b}_ocr.jsonl.gz" | wc -l)" -eq 150 ] &&
+		python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/marc/${b}_marc.json" &&
+		whole=$((whole + 1))
+done
+check "killed mid-run: the $whole books journaled before have whole outputs" \
+	test "$whole" -ge 1 -a "$whole" -eq "$(grep -cP '\tok\t' "$T/journal2")"
+"$QUIRE" extract --ocr-dest "$T/ocr" --marc-dest "$T/marc" --journal "$T/journal2" "$T/big" \
+	2>"$T/rerun.err"
+n=0
+for i in 1 2 3 4 5; do
+	gzip -t "$T/ocr/BIG${i}_ocr.jsonl.gz" && [ "$(zcat "$T/ocr/BIG${i}_ocr.jsonl.gz" | wc -l)" -eq 150 ] &&
+		n=$((n + 1))
+done
+check "rerun after the kill: every output whole, 150 pages each" test "$n" -eq 5
+check "rerun after the kill: the books done before are skipped" \
+	grep -q "ok: $((5 - whole)), skipped: $whole, failed: 0" "$T/rerun.err"
+
+# A FIFO is no archive file: a clear failure, not a wait.
+mkfifo "$T/fifo"
+expect_exit 1 "a FIFO: exit 1" "$QUIRE" extract --verify-contents --journal "$T/journal3" "$T/fifo"
+check "a FIFO: journaled as not a regular file" grep -qP '\tfifo\tfailed\t.*not a regular file' \
+	"$T/journal3"
 
 # Configuration errors: exit 2, one line.
 expect_exit 2 "no action given" "$QUIRE" extract "$T/src/GOOD.tar.gz"

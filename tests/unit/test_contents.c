@@ -284,6 +284,109 @@ static void test_stop_mid_book(void **state)
         free(gz);
 }
 
+/* What the tap sees: every byte of each output, in order. */
+struct tap {
+        int ocr, marc;
+        EVP_MD_CTX *ocr_md, *marc_md;
+        size_t ocr_bytes, marc_bytes;
+};
+
+static void on_wrote(void *arg, int fd, const void *p, size_t n)
+{
+        struct tap *t = arg;
+        assert_true(fd == t->ocr || fd == t->marc);
+        EVP_DigestUpdate(fd == t->ocr ? t->ocr_md : t->marc_md, p, n);
+        *(fd == t->ocr ? &t->ocr_bytes : &t->marc_bytes) += n;
+}
+
+/* The file's SHA-256 read back, against the tap's. */
+static void same_digest(int fd, EVP_MD_CTX *md, size_t bytes)
+{
+        uint8_t want[32], got[32], buf[4096];
+        EVP_MD_CTX *back = EVP_MD_CTX_new();
+        EVP_DigestInit_ex(back, EVP_sha256(), NULL);
+        size_t total = 0;
+        ssize_t k;
+        while ((k = pread(fd, buf, sizeof buf, (off_t)total)) > 0) {
+                EVP_DigestUpdate(back, buf, (size_t)k);
+                total += (size_t)k;
+        }
+        assert_int_equal(total, bytes);
+        EVP_DigestFinal_ex(back, want, NULL);
+        EVP_DigestFinal_ex(md, got, NULL);
+        assert_memory_equal(got, want, 32);
+        EVP_MD_CTX_free(back);
+}
+
+static const char mets[] =
+    "<?xml version=\"1.0\"?><mets:mets xmlns:mets=\"http://www.loc.gov/METS/\"><mets:dmdSec>"
+    "<mets:mdWrap><mets:xmlData><marc:record xmlns:marc=\"http://www.loc.gov/MARC21/slim\">"
+    "<marc:controlfield tag=\"001\">42</marc:controlfield></marc:record></mets:xmlData>"
+    "</mets:mdWrap></mets:dmdSec></mets:mets>";
+
+/* contents_feed_all through a ring far smaller than the input, with the tap and the sync:
+ * the outputs are whole and the tap saw exactly their bytes. */
+static void test_feed_all_and_tap(void **state)
+{
+        static char big[300000];
+        for (size_t i = 0; i < sizeof big; i++)
+                big[i] = (char)('a' + i % 26);
+        struct member m[] = {{"00000001.txt", big, sizeof big}, {"T_B.xml", mets, sizeof mets - 1}};
+        size_t n;
+        uint8_t *gz = make_targz(m, 2, &n);
+        struct tap t = {.ocr = memfd_create("ocr", 0),
+                        .marc = memfd_create("marc", 0),
+                        .ocr_md = EVP_MD_CTX_new(),
+                        .marc_md = EVP_MD_CTX_new()};
+        EVP_DigestInit_ex(t.ocr_md, EVP_sha256(), NULL);
+        EVP_DigestInit_ex(t.marc_md, EVP_sha256(), NULL);
+        struct contents_cfg cfg = {.ocr_fd = t.ocr,
+                                   .marc_fd = t.marc,
+                                   .ring_bytes = 256,
+                                   .wrote = on_wrote,
+                                   .arg = &t,
+                                   .sync = true};
+        struct contents *c;
+        assert_int_equal(contents_new(&c, &cfg), 0);
+        contents_feed_all(c, gz, n);
+        contents_finish(c);
+        contents_wait(c);
+        const struct contents_result *res = contents_result(c);
+        assert_int_equal(res->archive, CONTENTS_OK);
+        assert_true(res->ocr_written && res->marc_written);
+        assert_true(t.ocr_bytes > 0 && t.marc_bytes > 0);
+        same_digest(t.ocr, t.ocr_md, t.ocr_bytes);
+        same_digest(t.marc, t.marc_md, t.marc_bytes);
+        size_t len;
+        char *got = ocr_text(t.ocr, &len);
+        assert_int_equal(len, sizeof big + 3);
+        free(got);
+        contents_free(c);
+        EVP_MD_CTX_free(t.ocr_md);
+        EVP_MD_CTX_free(t.marc_md);
+        close(t.ocr);
+        close(t.marc);
+        free(gz);
+}
+
+/* Once the verdict is settled (not a tar.gz), a blocking feed takes the rest at once. */
+static void test_feed_all_after_settled(void **state)
+{
+        size_t n = 200000;
+        uint8_t *junk = malloc(n);
+        for (size_t i = 0; i < n; i++)
+                junk[i] = (uint8_t)(i * 2654435761u >> 11);
+        struct contents_cfg cfg = {.ocr_fd = -1, .marc_fd = -1, .verify = true, .ring_bytes = 512};
+        struct contents *c;
+        assert_int_equal(contents_new(&c, &cfg), 0);
+        contents_feed_all(c, junk, n);
+        contents_finish(c);
+        contents_wait(c);
+        assert_int_equal(contents_result(c)->archive, CONTENTS_NOT_TARGZ);
+        contents_free(c);
+        free(junk);
+}
+
 static void test_detail_escapes_names(void **state)
 {
         struct contents_result r = {.archive = CONTENTS_OK, .check = CHECK_UNLISTED};
@@ -307,6 +410,8 @@ int main(void)
             cmocka_unit_test(test_short_feeds_resume),
             cmocka_unit_test(test_stop_mid_book),
             cmocka_unit_test(test_detail_escapes_names),
+            cmocka_unit_test(test_feed_all_and_tap),
+            cmocka_unit_test(test_feed_all_after_settled),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -147,6 +147,9 @@ static void test_keys_ours(void **state)
         assert_false(s3_key_ours("books", "books/.tar.gz"));
         assert_true(s3_key_ours("", "X.tar.gz"));
         assert_false(s3_key_ours("", "a/X.tar.gz"));
+        assert_true(s3_key_ours("books", "books/X_ocr.jsonl.gz"));
+        assert_true(s3_key_ours("books", "books/X_marc.json"));
+        assert_false(s3_key_ours("books", "books/X.jsonl.gz"));
 }
 
 /* ---- XML answers ------------------------------------------------------------------------ */

@@ -279,6 +279,26 @@ static char *live_line(char *text, unsigned i)
         return line;
 }
 
+/* The contents counts: only when a book was read inside, in every format. */
+static void test_contents_counts(void **state)
+{
+        struct status_snap s = example();
+        char buf[1024], live[STATUS_LIVE_MAX];
+        status_format_text(buf, sizeof buf, &s);
+        assert_null(strstr(buf, "contents"));
+        s.contents_read = 17;
+        s.checksum_problems = 2;
+        s.contents_unreadable = 1;
+        status_format_text(buf, sizeof buf, &s);
+        assert_non_null(strstr(buf, ", contents read: 17, checksum problems: 2, unreadable: 1]"));
+        status_format_live(live, &s, 300, false);
+        assert_non_null(
+            strstr(live_line(live, 2), "(contents: read 17, checksum problems 2, unreadable 1)"));
+        status_format_json(buf, sizeof buf, "status", &s);
+        python_check(buf, "sorted(d[\"contents\"].items())",
+                     "[('checksum_problems', 2), ('read', 17), ('unreadable', 1)]");
+}
+
 static void test_live_view(void **state)
 {
         struct status_snap s = example();
@@ -416,6 +436,7 @@ int main(void)
             cmocka_unit_test(test_text_truncates),
             cmocka_unit_test(test_json_valid),
             cmocka_unit_test(test_json_unknown_total_and_odd_values),
+            cmocka_unit_test(test_contents_counts),
             cmocka_unit_test(test_stats_snap),
             cmocka_unit_test(test_slot_time),
             cmocka_unit_test(test_live_view),

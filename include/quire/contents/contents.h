@@ -99,6 +99,10 @@ struct contents_cfg {
         size_t ring_bytes;     /* 0: 1 MiB */
         void (*ready)(void *arg); /* room again after a short feed, or the result is final */
         void *arg;
+        /* Optional: every byte written to ocr_fd or marc_fd, in order, as it is written (on
+         * the reader thread): to hash an output while it is made, not read it back. */
+        void (*wrote)(void *arg, int fd, const void *p, size_t n);
+        bool sync; /* each output is fdatasync'ed before the result is final */
 };
 
 struct contents;
@@ -108,6 +112,14 @@ int contents_new(struct contents **out, const struct contents_cfg *cfg);
 /* Takes up to n bytes, never blocking; returns how many it took (0 when the ring is full:
  * ready() follows when there is room). Call from one thread at a time. */
 size_t contents_feed(struct contents *c, const void *p, size_t n);
+/* True when contents_feed() would take all n bytes now (n beyond the ring: when it is
+ * empty; always, once the verdict is settled and input is dropped); when not, ready()
+ * follows once the reader frees some. A caller asks before it accepts input it could not
+ * hold back. */
+bool contents_has_room(struct contents *c, size_t n);
+/* Takes all n bytes, waiting for room when the ring is full (for a caller that cannot
+ * hold bytes back: the reader thread drains the ring on its own, so the wait is short). */
+void contents_feed_all(struct contents *c, const void *p, size_t n);
 /* The input is complete. ready() follows when the result is final. */
 void contents_finish(struct contents *c);
 /* True once the result is final (after contents_finish()). */

@@ -26,6 +26,9 @@ struct sink {
         uint64_t part_size; /* objects larger than this go in parts of this size, and the
                                engine gives each part's SHA-256; 0: whole objects only */
         uint64_t max_size;  /* the largest object the destination takes; 0: no limit */
+        /* lookup() answers the source ETag stored with an object, so the engine can skip a
+         * book unchanged at the source; false: it only says whether the name is taken. */
+        bool lookup_etag;
 };
 
 /* One user-metadata entry stored with the object (S3: x-amz-meta-NAME). */
@@ -40,7 +43,9 @@ struct delivery {
         const char *name;         /* file or object name, e.g. BARCODE.tar.gz */
         const char *content_type; /* e.g. application/gzip */
         int fd;                   /* the staging file: complete, synced, open read-write */
-        const char *staging_path; /* its path (a directory sink renames it into place) */
+        /* Its path (a directory sink renames it into place), or NULL for an unnamed file
+         * (made by stage_file, or O_TMPFILE elsewhere: the sink links or copies it in). */
+        const char *staging_path;
         uint64_t size;
         uint8_t sha256[32];
         /* With part_size set: the SHA-256 of each part_size piece of the file, in order,
@@ -83,6 +88,11 @@ struct sink_ops {
          * worker running with worker_hold() and ends before the abort deadline. The run is
          * quitting: the slot takes no new delivery or lookup, only slot_free. */
         void (*abort)(struct sink_slot *ss);
+        /* Optional: an unnamed file on the destination's own filesystem (a directory's
+         * O_TMPFILE) to stage an object in, so that its delivery (staging_path NULL) is a
+         * link, not a copy. Any worker thread. The fd, open read-write, or -errno;
+         * -EOPNOTSUPP or NULL: the engine stages in its own directory. */
+        int (*stage_file)(struct sink *s);
         void (*close)(struct sink *s);
 };
 

@@ -31,6 +31,10 @@ struct stats {
         /* GRIN: not at the source; conversion requested, in process, or failed (these
          * are also counted in failed) */
         atomic_uint_fast64_t requested, in_process, conversion_failed;
+        /* Reading inside the books (derived.h): read to the end with checksum.md5 ok (or
+         * not checked); read, with a checksum verdict other than ok; not readable as a
+         * tar.gz. Each finished book counts in one of them at most. */
+        atomic_uint_fast64_t contents_read, checksum_problems, contents_unreadable;
         atomic_uint_fast64_t bytes_in;      /* ciphertext received from the source */
         atomic_uint_fast64_t bytes_out;     /* plaintext delivered */
         atomic_uint_fast64_t bytes_resumed; /* not fetched again: broken downloads resumed */
@@ -57,6 +61,7 @@ void stats_init(struct stats *s);
 struct status_snap {
         uint64_t ok, failed, skipped, bytes_in, bytes_out;
         uint64_t requested, in_process, conversion_failed; /* GRIN's (in failed: the last) */
+        uint64_t contents_read, checksum_problems, contents_unreadable;
         uint64_t bytes_resumed;
         int waiting, downloading, finishing, uploading, retrying;
         int download_limit, upload_limit;
@@ -92,13 +97,16 @@ void status_window_update(struct status_window *w, struct status_snap *snap);
  * while the rate is 0; "retrying: N, " before "ok:" only when N > 0. E.g.
  * "20/36,048 (0.1%) - 0.3 books/s - 2.1 MB/s - elapsed: 1m 6s (ETA: 32h 54m)
  *  [downloads: 1/5, uploads: 0/10, finishing: 0, waiting to download: 3, queued: 100,
- *  ok: 19, skipped: 0, failed: 1]". Returns the length (truncated to n-1). */
+ *  ok: 19, skipped: 0, failed: 1]"; with books read inside, ", contents read: N,
+ *  checksum problems: N, unreadable: N" before the "]". Returns the length (truncated to
+ *  n-1). */
 size_t status_format_text(char *buf, size_t n, const struct status_snap *s);
 /* {"event":"status"|"summary","done":..,"ok":..,"failed":..,"skipped":..,"total":..,
  *  "elapsed_s":..,"books_per_s":..,"bytes_per_s":..,"bytes_in":..,"bytes_out":..,
  *  "stages":{"waiting":..,"downloading":..,"download_limit":..,"finishing":..,
  *  "uploading":..,"upload_limit":..,"retrying":..,"queued":..},
- *  "busy":{"download_s":..,"upload_s":..,"download_span_s":..,"download_busy_fraction":..}}
+ *  "busy":{"download_s":..,"upload_s":..,"download_span_s":..,"download_busy_fraction":..},
+ *  "contents":{"read":..,"checksum_problems":..,"unreadable":..}}
  * without a newline; "total" is null when unknown. Returns the length (truncated to n-1). */
 size_t status_format_json(char *buf, size_t n, const char *event, const struct status_snap *s);
 

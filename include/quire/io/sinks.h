@@ -11,6 +11,7 @@
 
 struct sink_config {
         const char *dest;         /* a directory, or s3://BUCKET[/PREFIX] */
+        const char *what;         /* the option that named it, for messages; NULL: "--dest" */
         const char *s3_endpoint;  /* path-style endpoint (MinIO, R2, s3rver); NULL: the
                                      environment's AWS_ENDPOINT_URL_S3 / _URL, else AWS */
         const char *ca_file;      /* trust this CA bundle instead of the system's */

@@ -304,6 +304,20 @@ static int start_checks(struct s3 *s3, char *msg, size_t msglen)
         return err;
 }
 
+/* Messages of the checks name --dest; a derived output's destination has its own option. */
+static void name_option(char *msg, size_t msglen, const char *what)
+{
+        size_t k = strlen("--dest");
+        if (!what || strncmp(msg, "--dest ", k + 1))
+                return;
+        size_t w = strlen(what), n = strlen(msg);
+        if (n - k + w >= msglen)
+                n = msglen - 1 - w + k;
+        memmove(msg + w, msg + k, n - k);
+        memcpy(msg, what, w);
+        msg[n - k + w] = 0;
+}
+
 int sink_s3_open(struct sink **out, const struct sink_config *cfg, char *msg, size_t msglen)
 {
         struct s3 *s3 = calloc(1, sizeof *s3);
@@ -313,6 +327,7 @@ int sink_s3_open(struct sink **out, const struct sink_config *cfg, char *msg, si
         }
         s3->sink.ops = &s3_sink_ops;
         s3->sink.kind = "s3";
+        s3->sink.lookup_etag = true;
         s3->stall_s = cfg->stall_timeout_s ? (long)cfg->stall_timeout_s : 60L;
         s3->max_upload_rate = cfg->max_upload_rate;
         s3->interrupted = cfg->interrupted;
@@ -333,6 +348,7 @@ int sink_s3_open(struct sink **out, const struct sink_config *cfg, char *msg, si
                 err = start_checks(s3, msg, msglen);
         }
         if (err) {
+                name_option(msg, msglen, cfg->what);
                 s3_sink_close(&s3->sink);
                 return err;
         }

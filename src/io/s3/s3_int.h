@@ -75,8 +75,9 @@ char *s3_escape_path(const char *key);
  * as SigV4 wants (RFC 3986). Names must come sorted: libcurl 7.88 signs the query as
  * written. 0, -ENAMETOOLONG or -ENOMEM. */
 int s3_url_query(char *out, size_t outlen, const char *base, const char *const *pairs);
-/* Whether an unfinished upload's key looks like one of ours: PREFIX/NAME.tar.gz with no
- * further '/' (the start-up sweep aborts only those). */
+/* Whether an unfinished upload's key looks like one of ours: PREFIX/NAME.tar.gz (or a
+ * derived output's NAME_ocr.jsonl.gz, NAME_marc.json) with no further '/' (the start-up
+ * sweep aborts only those). */
 bool s3_key_ours(const char *prefix, const char *key);
 
 /* ---- xml.c ---------------------------------------------------------------------------- */

@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OUR_SUFFIX ".tar.gz"
+/* The names quire gives objects: books, and the derived outputs beside them. */
+static const char *const our_suffixes[] = {".tar.gz", "_ocr.jsonl.gz", "_marc.json"};
 
 /* S3's bucket naming rule: 3 to 63 of a-z 0-9 . -, starting and ending alphanumeric. */
 static bool bucket_name_ok(const char *b, size_t n)
@@ -228,6 +229,13 @@ bool s3_key_ours(const char *prefix, const char *key)
         if (pl && (strncmp(key, prefix, pl) || key[pl] != '/'))
                 return false;
         const char *name = key + pl + (pl ? 1 : 0);
-        size_t nl = strlen(name), sl = strlen(OUR_SUFFIX);
-        return nl > sl && !strchr(name, '/') && !strcmp(name + nl - sl, OUR_SUFFIX);
+        size_t nl = strlen(name);
+        if (strchr(name, '/'))
+                return false;
+        for (size_t i = 0; i < sizeof our_suffixes / sizeof our_suffixes[0]; i++) {
+                size_t sl = strlen(our_suffixes[i]);
+                if (nl > sl && !strcmp(name + nl - sl, our_suffixes[i]))
+                        return true;
+        }
+        return false;
 }
