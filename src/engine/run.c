@@ -140,7 +140,7 @@ void run_note_outcome(struct run *r, bool ok, bool run_level, const char *detail
 
 /* ---- barcodes in flight -------------------------------------------------------------- */
 
-static int inflight_init(struct inflight *in, unsigned entries)
+int inflight_init(struct inflight *in, unsigned entries)
 {
         unsigned cap = 16;
         while (cap < 2 * entries)
@@ -151,7 +151,7 @@ static int inflight_init(struct inflight *in, unsigned entries)
         return in->slots ? 0 : -ENOMEM;
 }
 
-static void inflight_free(struct inflight *in)
+void inflight_free(struct inflight *in)
 {
         if (!in->slots)
                 return;
@@ -167,7 +167,9 @@ static unsigned inflight_hash(const char *s)
         return h;
 }
 
-/* The slot holding barcode, or NULL; *free_slot gets the first reusable slot seen. */
+/* The slot holding barcode, or NULL with *free_slot at the empty slot that ends its probe
+ * run (where it would go). Linear probing without tombstones (removal shifts back), so a
+ * probe stops at the first empty slot: with cap >= 2x the entries, a few slots a book. */
 static struct inflight_entry *inflight_find(struct inflight *in, const char *barcode,
                                             struct inflight_entry **free_slot)
 {
@@ -175,21 +177,18 @@ static struct inflight_entry *inflight_find(struct inflight *in, const char *bar
         for (unsigned i = 0, h = inflight_hash(barcode); i < in->cap; i++) {
                 struct inflight_entry *e = &in->slots[(h + i) & (in->cap - 1)];
                 if (!e->used) {
-                        if (!*free_slot)
-                                *free_slot = e;
-                        if (!e->tomb)
-                                return NULL;
-                } else if (!strcmp(e->barcode, barcode)) {
-                        return e;
+                        *free_slot = e;
+                        return NULL;
                 }
+                if (!strcmp(e->barcode, barcode))
+                        return e;
         }
         return NULL;
 }
 
 /* Adds barcode unless it is queued or in flight already: then returns false with the
  * line of that copy. */
-static bool inflight_add(struct inflight *in, const char *barcode, uint64_t line,
-                         uint64_t *first_line)
+bool inflight_add(struct inflight *in, const char *barcode, uint64_t line, uint64_t *first_line)
 {
         pthread_mutex_lock(&in->lock);
         struct inflight_entry *slot, *e = inflight_find(in, barcode, &slot);
@@ -203,14 +202,29 @@ static bool inflight_add(struct inflight *in, const char *barcode, uint64_t line
         return e == NULL;
 }
 
+/* Empties slot at and moves later entries of the run back into the hole, each only to a
+ * slot at or after its home, so every remaining entry stays reachable from its home. */
+static void inflight_delete_at(struct inflight *in, unsigned hole)
+{
+        unsigned mask = in->cap - 1;
+        for (unsigned j = (hole + 1) & mask; in->slots[j].used; j = (j + 1) & mask) {
+                unsigned home = inflight_hash(in->slots[j].barcode) & mask;
+                /* j's entry may fill the hole unless its home lies cyclically in (hole, j]. */
+                bool home_after_hole = ((j - home) & mask) < ((j - hole) & mask);
+                if (home_after_hole)
+                        continue;
+                in->slots[hole] = in->slots[j];
+                hole = j;
+        }
+        in->slots[hole].used = false;
+}
+
 void inflight_remove(struct inflight *in, const char *barcode)
 {
         pthread_mutex_lock(&in->lock);
         struct inflight_entry *slot, *e = inflight_find(in, barcode, &slot);
-        if (e) {
-                e->used = false;
-                e->tomb = true;
-        }
+        if (e)
+                inflight_delete_at(in, (unsigned)(e - in->slots));
         pthread_mutex_unlock(&in->lock);
 }
 
