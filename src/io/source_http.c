@@ -56,11 +56,12 @@ struct http_slot {
         unsigned auth_gen;
         uint64_t off; /* body bytes taken by the owner */
         bool paused;  /* the owner said SOURCE_PAUSE */
+        bool in_data; /* inside the owner's data(): libcurl's write callback */
         enum { FLOW_OK, FLOW_STALLED, FLOW_SLOW, FLOW_LATE } flow;
         uint64_t started_ns, last_byte_ns;
         uint64_t window_ns, window_bytes; /* start of the --min-rate window */
         int stop_rc;
-        struct loop_op resume_op; /* resumes from the loop, never inside resume() */
+        struct loop_op resume_op; /* resumes from the loop when resume() comes from data() */
         struct loop_op later_op;  /* reports a failure or starts a redirect's hop */
         struct source_result later_res;
         char later_detail[512];
@@ -115,7 +116,9 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
                 h->stop_rc = STOP_HTML;
                 return 0;
         }
+        h->in_data = true;
         int rc = h->ev->data(h->owner, h->off, (const uint8_t *)p, len);
+        h->in_data = false;
         if (rc == SOURCE_PAUSE) {
                 /* libcurl keeps these bytes, stops reading the socket, and hands them over
                  * again from their start once resumed. */
@@ -422,13 +425,17 @@ static void on_done(struct xfer *x, CURLcode rc)
 
 /* ---- ops --------------------------------------------------------------------------- */
 
-static void on_resume(struct loop_op *op, int res)
+static void unpause(struct http_slot *h)
 {
-        struct http_slot *h = container_of(op, struct http_slot, resume_op);
         if (h->active && h->paused) {
                 h->paused = false;
                 curl_easy_pause(h->x.easy, CURLPAUSE_CONT);
         }
+}
+
+static void on_resume(struct loop_op *op, int res)
+{
+        unpause(container_of(op, struct http_slot, resume_op));
 }
 
 static void http_begin(struct source_slot *ss, const struct source_request *req)
@@ -450,11 +457,19 @@ static void http_begin(struct source_slot *ss, const struct source_request *req)
                            strerror(-err));
 }
 
+/* From the owner's loop callbacks (a staging write done, a key derived) libcurl is unpaused
+ * at once: it hands over the bytes it holds before this returns, and the socket is read
+ * again in the same loop turn, not one turn later. From inside data() (libcurl's write
+ * callback) unpausing would recurse into it, so that case goes through the loop. */
 static void http_resume(struct source_slot *ss)
 {
         struct http_slot *h = slot_of(ss);
-        if (!h->resume_op.timer_armed)
+        if (!h->in_data) {
+                loop_cancel(worker_loop(h->w), &h->resume_op);
+                unpause(h);
+        } else if (!h->resume_op.timer_armed) {
                 loop_timer(worker_loop(h->w), &h->resume_op, 0);
+        }
 }
 
 static void http_abort(struct source_slot *ss)
