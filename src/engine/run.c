@@ -532,6 +532,7 @@ int run_execute(struct run *r, struct source *src, struct sink *sink)
 {
         r->source = src;
         r->sink = sink;
+        atomic_store(&r->staging.direct, sink && !sink->reads_staging);
         /* One book's bound is the least of --max-book-size, --staging-max (a book larger
          * than all the staging space could never be staged) and the destination's (none
          * without a raw delivery). */

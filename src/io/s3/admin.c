@@ -328,6 +328,7 @@ int sink_s3_open(struct sink **out, const struct sink_config *cfg, char *msg, si
         s3->sink.ops = &s3_sink_ops;
         s3->sink.kind = "s3";
         s3->sink.lookup_etag = true;
+        s3->sink.reads_staging = true; /* uploaded from the staging file */
         s3->stall_s = cfg->stall_timeout_s ? (long)cfg->stall_timeout_s : 60L;
         s3->max_upload_rate = cfg->max_upload_rate;
         s3->interrupted = cfg->interrupted;
