@@ -137,15 +137,28 @@ static void barcode_of(const char *path, char *out, size_t cap)
         out[n] = 0;
 }
 
-/* One book's line. A name without a good barcode is said here, by its path, and still
- * listed (with no barcode) so that the run counts it failed. */
-static int list_one(struct producer *p, const char *path, int source)
+/* A name fit for one log line: control bytes (a file or key may hold any) as '?'. */
+static void printable(const char *in, char *out, size_t cap)
+{
+        size_t n = 0;
+        for (; *in && n + 1 < cap; in++)
+                out[n++] = (unsigned char)*in < 0x20 || *in == 0x7f ? '?' : *in;
+        out[n] = 0;
+}
+
+/* One book's line. A name without a good barcode is said here, by its path (in the
+ * directory or prefix `where`, when not NULL), and still listed (with no barcode) so that
+ * the run counts it failed. */
+static int list_one(struct producer *p, const char *where, const char *path, int source)
 {
         char bc[BARCODE_MAX + 2], line[BARCODE_MAX + 32];
         barcode_of(path, bc, sizeof bc);
         const char *why = barcode_invalid(bc, strlen(bc));
         if (why) {
-                qlog("%s: no barcode in that name (%s)", path, why);
+                char name[512];
+                printable(path, name, sizeof name);
+                qlog("%s%s%s: no barcode in that name (%s)", where ? where : "", where ? "/" : "",
+                     name, why);
                 bc[0] = 0;
         }
         int n = snprintf(line, sizeof line, "%s\t%d\n", bc, source);
@@ -168,7 +181,7 @@ static int list_dir(struct producer *p, int source)
         while (!err && (e = readdir(d))) {
                 size_t n = strlen(e->d_name);
                 if (n > 7 && !strcmp(e->d_name + n - 7, ".tar.gz") && e->d_name[0] != '.')
-                        err = list_one(p, e->d_name, source);
+                        err = list_one(p, dir, e->d_name, source);
         }
         closedir(d);
         return err;
@@ -190,7 +203,7 @@ static int take_object(void *ctx, const char *name, uint64_t size)
         if (n <= sl || strcmp(name + n - sl, ARCHIVE_SUFFIX) || name[0] == '.' || strchr(name, '/'))
                 return 0;
         wk->archives++;
-        return list_one(wk->p, name, wk->source);
+        return list_one(wk->p, wk->p->sources[wk->source], name, wk->source);
 }
 
 static bool producer_stopped(void *ctx)
@@ -225,7 +238,7 @@ static void *producer_main(void *arg)
         for (int i = 0; i < p->nsources && !err; i++)
                 err = p->kind[i] == OPERAND_DIR  ? list_dir(p, i)
                       : p->kind[i] == OPERAND_S3 ? list_s3(p, i)
-                                                 : list_one(p, p->sources[i], i);
+                                                 : list_one(p, NULL, p->sources[i], i);
         if (err && err != -EPIPE && err != -EINTR) /* the run stopped reading (a signal) */
                 qlog("listing the archives: %s", strerror(-err));
         close(p->pipe_w); /* the end of the list */

@@ -7,7 +7,8 @@
 # page (1,200 filler objects before the archives, s3rver honours max-keys and continuation
 # tokens: the archives come on the second page), a rerun that skips, a listing page that
 # fails once and is asked again, a GET reset mid-body that resumes, a book of the first page
-# read while the second page is held (the listing is streamed), and the configuration
+# read while the second page is held (the listing is streamed), a listing refused after
+# its first page, a stored name that is no barcode, and the configuration
 # errors (a missing bucket, refused credentials, an endpoint that does not answer), each one
 # line naming what is wrong, exit 2, nothing made, no secret in it; an empty prefix is said.
 MKBOOK=$ROOT/tools/mkbook
@@ -149,6 +150,25 @@ rc=$?
 check "streamed: SIGTERM during the held page: exit 130 (not the page's 60 s; exit $rc)" test "$rc" -eq 130
 check "streamed: the listing stopped quietly" test -z "$(grep -i 'listing' "$T/stream.err")"
 : >"$T/rules"
+
+# A listing refused after its first page (a 403 is not worth asking again): the first
+# page's books are read, the break named, exit 1.
+# (Other rule lines than before: the proxy keeps a line's count across rewrites.)
+printf '%s\n' '/quire-test* ok 2 op=list' '/quire-test* 403 always op=list' >"$T/rules"
+mkdir -p "$T/ocr-broken" "$T/marc-broken"
+expect_exit 1 "listing broken off: exit 1" extract_s3 broken "s3://$BUCKET/paged"
+check "listing broken off: the first page's book read" test "$(journaled "$T/broken.journal" ok)" = "00EARLY "
+check "listing broken off: said, once" test "$(grep -c \
+	"listing s3://$BUCKET/paged: HTTP 403 AccessDenied.*; the archives after those listed are not read" \
+	"$T/broken.err")" -eq 1
+: >"$T/rules"
+
+# A stored name that is no barcode: named with its prefix, counted failed.
+put "odd/has space.tar.gz" "$T/src/S3B01.tar.gz"
+mkdir -p "$T/ocr-odd" "$T/marc-odd"
+expect_exit 1 "a name that is no barcode: exit 1" extract_s3 odd "s3://$BUCKET/odd"
+check "a name that is no barcode: named with its prefix" \
+	grep -q "^quire: s3://$BUCKET/odd/has space.tar.gz: no barcode in that name" "$T/odd.err"
 
 # Configuration errors: one line naming the bucket/prefix (and the endpoint when it does
 # not answer), exit 2, no output, no journal, no secret. The first request is the check.
