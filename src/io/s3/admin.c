@@ -34,8 +34,6 @@ struct admin {
         struct s3_req del;   /* the aborts, which must not overwrite the page they walk */
         unsigned aborted;
         int stop; /* why the sweep stopped early: -EINTR, or -EIO (logged) */
-        char *msg;
-        size_t msglen;
 };
 
 /* Whether the caller asked to stop: its own test, else the sink's (a pending signal). */
@@ -133,7 +131,7 @@ static int check_bucket(struct admin *a)
         snprintf(what, sizeof what, "--dest %s", a->s3->dest);
         int err = s3_url_query(url, sizeof url, a->s3->bucket_url, query);
         if (err) {
-                snprintf(a->msg, a->msglen, "%s: %s", what, strerror(-err));
+                snprintf(a->sync.msg, a->sync.msglen, "%s: %s", what, strerror(-err));
                 return err;
         }
         return sync_request(a, &a->req, "GET", url, CHECK_TIMEOUT_MS, what);
@@ -158,7 +156,7 @@ static int abort_leftover(void *ctx, const char *key, const char *id)
                 return 0;
         }
         if (err != -EINTR)
-                qlog("%s (%.200s); stopping the sweep, the next run tries again", a->msg, key);
+                qlog("%s (%.200s); stopping the sweep, the next run tries again", a->sync.msg, key);
         a->stop = err == -EINTR ? err : -EIO;
         return 1;
 }
@@ -207,14 +205,14 @@ static int sweep(struct admin *a)
                         return err;
                 if (!err && strcmp(s3_xml_root(&a->req.xml), "ListMultipartUploadsResult")) {
                         snprintf(
-                            a->msg, a->msglen,
+                            a->sync.msg, a->sync.msglen,
                             "ListMultipartUploads: the answer is no ListMultipartUploadsResult");
                         err = -EPROTO;
                 }
                 if (err) {
                         qlog("notice: %s; unfinished uploads a killed run left under s3://%s/%s "
                              "are not cleaned up",
-                             a->msg, a->s3->bucket, pfx);
+                             a->sync.msg, a->s3->bucket, pfx);
                         return 0;
                 }
                 if (s3_xml_uploads(&a->req.xml, abort_leftover, a) && a->stop == -EINTR)
@@ -298,8 +296,7 @@ static int check_part_size(struct s3 *s3, uint64_t part_size, char *msg, size_t 
 
 static int start_checks(struct s3 *s3, char *msg, size_t msglen)
 {
-        struct admin a = {
-            .s3 = s3, .sync = {.msg = msg, .msglen = msglen}, .msg = msg, .msglen = msglen};
+        struct admin a = {.s3 = s3, .sync = {.msg = msg, .msglen = msglen}};
         int err = s3_req_init(&a.req, s3);
         if (!err)
                 err = s3_req_init(&a.del, s3);
