@@ -21,11 +21,7 @@ for b in S3B01 S3B02 S3B03; do "$MKBOOK" --pages 20 --image-size 30000 "$T/src" 
 "$MKBOOK" --pages 4 --image-size 1000 "$T/elsewhere" NESTED >/dev/null
 "$MKBOOK" --pages 4 --image-size 1000 "$T/elsewhere" OTHER >/dev/null
 
-# s3rver 3.7.1 makes ListObjectsV2's continuation tokens with DES, which Node's OpenSSL 3
-# refuses without its legacy provider (then every truncated page is a 500).
-export NODE_OPTIONS=--openssl-legacy-provider
-start_s3rver quire-test || exit 1
-unset NODE_OPTIONS
+start_s3rver quire-test || exit 1 # with Node's legacy provider, for paged listings
 BUCKET=$S3_BUCKET
 put() { s3client put "$BUCKET" "$1" "$2" >/dev/null || fail "putting $1" "s3client failed"; }
 for b in "${BOOKS[@]}"; do put "books/$b.tar.gz" "$T/src/$b.tar.gz"; done
