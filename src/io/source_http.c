@@ -301,30 +301,6 @@ static void unauthorized(struct http_slot *h, struct source_result *res, char *d
         snprintf(detail, dlen, "source: %s: the credentials were refused", what);
 }
 
-/* A transfer libcurl gave up on, as the metrics count its retries. */
-static const char *curl_cause(CURLcode rc)
-{
-        switch (rc) {
-        case CURLE_RECV_ERROR:
-        case CURLE_SEND_ERROR:
-        case CURLE_GOT_NOTHING:
-                return "reset";
-        case CURLE_PARTIAL_FILE:
-                return "short";
-        case CURLE_OPERATION_TIMEDOUT:
-                return "timeout";
-        case CURLE_COULDNT_CONNECT:
-        case CURLE_COULDNT_RESOLVE_HOST:
-        case CURLE_COULDNT_RESOLVE_PROXY:
-                return "connect";
-        case CURLE_SSL_CONNECT_ERROR:
-        case CURLE_PEER_FAILED_VERIFICATION:
-                return "tls";
-        default:
-                return "network";
-        }
-}
-
 /* The verdict on a finished answer; false when a redirect's next hop is under way. */
 static bool verdict(struct http_slot *h, CURLcode rc, struct source_result *res, char *detail,
                     size_t dlen)
@@ -375,7 +351,7 @@ static bool verdict(struct http_slot *h, CURLcode rc, struct source_result *res,
                          h->errbuf);
         } else if (rc != CURLE_OK) {
                 res->status = SOURCE_TRANSIENT;
-                res->cause = curl_cause(rc);
+                res->cause = http_failure_cause(rc);
                 snprintf(detail, dlen, "source: %s",
                          h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc));
         } else if (st == 200 || (st == 206 && h->want_off)) {

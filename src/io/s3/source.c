@@ -96,29 +96,6 @@ static size_t on_object(char *p, size_t size, size_t nmemb, void *ud)
         return len;
 }
 
-/* A transfer libcurl gave up on, as the metrics count its retries. */
-static const char *curl_cause(CURLcode rc)
-{
-        switch (rc) {
-        case CURLE_RECV_ERROR:
-        case CURLE_SEND_ERROR:
-        case CURLE_GOT_NOTHING:
-                return "reset";
-        case CURLE_PARTIAL_FILE:
-                return "short";
-        case CURLE_OPERATION_TIMEDOUT:
-                return "stall"; /* the low-speed bound: no byte for --stall-timeout */
-        case CURLE_COULDNT_CONNECT:
-        case CURLE_COULDNT_RESOLVE_HOST:
-                return "connect";
-        case CURLE_SSL_CONNECT_ERROR:
-        case CURLE_PEER_FAILED_VERIFICATION:
-                return "tls";
-        default:
-                return "network";
-        }
-}
-
 static void verdict(struct s3_slot *sl, CURLcode rc, struct source_result *res, char *detail,
                     size_t dlen)
 {
@@ -143,7 +120,8 @@ static void verdict(struct s3_slot *sl, CURLcode rc, struct source_result *res, 
                 snprintf(detail, dlen, "source: stopped");
         } else if (rc != CURLE_OK) {
                 res->status = SOURCE_TRANSIENT;
-                res->cause = curl_cause(rc);
+                /* The low-speed bound (no byte for 60 s) is what times a GET out. */
+                res->cause = rc == CURLE_OPERATION_TIMEDOUT ? "stall" : http_failure_cause(rc);
                 snprintf(detail, dlen, "source: %.400s: %s", name,
                          sl->q.errbuf[0] ? sl->q.errbuf : curl_easy_strerror(rc));
         } else if (h->too_long) {
