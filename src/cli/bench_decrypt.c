@@ -42,7 +42,7 @@ static int count_sink(void *ctx, const uint8_t *buf, size_t len)
 static double run_quire(struct pgp_dec *d, const struct pgp_bench_msg *m, size_t chunk, int *err)
 {
         uint64_t got = 0;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = util_now_ns();
         pgp_reset(d, pass, strlen(pass), count_sink, &got);
         int r = 0;
         for (size_t o = 0; o < m->len && !r; o += chunk)
@@ -50,7 +50,7 @@ static double run_quire(struct pgp_dec *d, const struct pgp_bench_msg *m, size_t
         if (!r)
                 r = pgp_finish(d);
         *err = r;
-        return (double)(now_ns() - t0);
+        return (double)(util_now_ns() - t0);
 }
 
 /* What quire replaces: EVP's CFB, one block after the other, then SHA-1 over the result.
@@ -65,7 +65,7 @@ static double run_evp(const struct pgp_bench_msg *m, size_t chunk, uint8_t *out,
         const uint8_t *c = m->p + m->body_off;
         size_t n = m->len - m->body_off;
         n -= mode == 2 ? n % m->blklen : 0;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = util_now_ns();
         EVP_CipherInit_ex2(cc, cfb, m->key, mode == 2 ? NULL : zero, mode == 2, NULL);
         EVP_CIPHER_CTX_set_padding(cc, 0);
         EVP_DigestInit_ex(md, sha1, NULL);
@@ -77,7 +77,7 @@ static double run_evp(const struct pgp_bench_msg *m, size_t chunk, uint8_t *out,
                         EVP_DigestUpdate(md, mode == 3 ? c + o : out, (size_t)k);
         }
         EVP_DigestFinal_ex(md, dg, NULL);
-        double t = (double)(now_ns() - t0);
+        double t = (double)(util_now_ns() - t0);
         EVP_CIPHER_free(cfb);
         EVP_CIPHER_CTX_free(cc);
         EVP_MD_free(sha1);
@@ -118,10 +118,10 @@ static double s2k_ms(unsigned rounds)
                                   .count = 65011712};
         double best = 1e300;
         for (unsigned r = 0; r <= rounds; r++) {
-                uint64_t t0 = now_ns();
+                uint64_t t0 = util_now_ns();
                 if (pgp_key_derive(&job, pass, sizeof pass - 1))
                         return -1;
-                double ms = (double)(now_ns() - t0) / 1e6;
+                double ms = (double)(util_now_ns() - t0) / 1e6;
                 if (r && ms < best)
                         best = ms;
         }

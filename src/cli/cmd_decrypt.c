@@ -232,7 +232,7 @@ static int run(struct pgp_dec *d, const struct opts *op, int in, const char *nam
                 return 1;
         }
         size_t plen = 0;
-        char *pass = read_passphrase(op->passfile, &plen);
+        char *pass = util_read_passphrase(op->passfile, &plen);
         if (!pass) {
                 out_close(&o, false);
                 return 1;

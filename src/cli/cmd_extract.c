@@ -153,7 +153,7 @@ static int list_one(struct producer *p, const char *where, const char *path, int
 {
         char bc[BARCODE_MAX + 2], line[BARCODE_MAX + 32];
         barcode_of(path, bc, sizeof bc);
-        const char *why = barcode_invalid(bc, strlen(bc));
+        const char *why = feeder_barcode_invalid(bc, strlen(bc));
         if (why) {
                 char name[512];
                 printable(path, name, sizeof name);

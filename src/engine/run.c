@@ -87,7 +87,7 @@ void run_wake_main(struct run *r)
                 qlog("wake-up of the main thread: %s", strerror(errno));
 }
 
-bool slots_try_acquire(struct slots *s)
+bool run_slots_try_acquire(struct slots *s)
 {
         int n = atomic_load(&s->free);
         while (n > 0)
@@ -113,7 +113,7 @@ void run_wake_download_waiters(struct run *r)
         wake_waiters(r, true);
 }
 
-void slots_release(struct run *r, struct slots *s)
+void run_slots_release(struct run *r, struct slots *s)
 {
         atomic_fetch_add(&s->free, 1);
         wake_waiters(r, s == &r->downloads);
@@ -140,7 +140,7 @@ void run_note_outcome(struct run *r, bool ok, bool run_level, const char *detail
 
 /* ---- barcodes in flight -------------------------------------------------------------- */
 
-int inflight_init(struct inflight *in, unsigned entries)
+int run_inflight_init(struct inflight *in, unsigned entries)
 {
         unsigned cap = 16;
         while (cap < 2 * entries)
@@ -151,7 +151,7 @@ int inflight_init(struct inflight *in, unsigned entries)
         return in->slots ? 0 : -ENOMEM;
 }
 
-void inflight_free(struct inflight *in)
+void run_inflight_free(struct inflight *in)
 {
         if (!in->slots)
                 return;
@@ -188,7 +188,7 @@ static struct inflight_entry *inflight_find(struct inflight *in, const char *bar
 
 /* Adds barcode unless it is queued or in flight already: then returns false with the
  * line of that copy. */
-bool inflight_add(struct inflight *in, const char *barcode, uint64_t line, uint64_t *first_line)
+bool run_inflight_add(struct inflight *in, const char *barcode, uint64_t line, uint64_t *first_line)
 {
         pthread_mutex_lock(&in->lock);
         struct inflight_entry *slot, *e = inflight_find(in, barcode, &slot);
@@ -219,7 +219,7 @@ static void inflight_delete_at(struct inflight *in, unsigned hole)
         in->slots[hole].used = false;
 }
 
-void inflight_remove(struct inflight *in, const char *barcode)
+void run_inflight_remove(struct inflight *in, const char *barcode)
 {
         pthread_mutex_lock(&in->lock);
         struct inflight_entry *slot, *e = inflight_find(in, barcode, &slot);
@@ -267,7 +267,7 @@ int run_new(struct run **out, const struct run_config *cfg, char *msg, size_t ms
         r->main_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         err = !r->queue || r->main_wake_fd < 0 ? -ENOMEM : 0;
         if (!err)
-                err = inflight_init(&r->inflight, cfg->queue_size + cfg->workers + 1);
+                err = run_inflight_init(&r->inflight, cfg->queue_size + cfg->workers + 1);
         if (err) {
                 snprintf(msg, msglen, "out of memory");
                 return err;
@@ -284,7 +284,7 @@ void run_free(struct run *r)
                 journal_close(r->journal);
         feeder_close(r->feeder);
         mpmc_free(r->queue);
-        inflight_free(&r->inflight);
+        run_inflight_free(&r->inflight);
         if (r->main_wake_fd >= 0)
                 close(r->main_wake_fd);
         staging_close(&r->staging);
@@ -384,7 +384,7 @@ static bool next_barcode(struct main_state *m)
                         continue;
                 }
                 it->recheck = at == 1;
-                if (!inflight_add(&r->inflight, it->barcode, it->line, &first)) {
+                if (!run_inflight_add(&r->inflight, it->barcode, it->line, &first)) {
                         note_duplicate(m, it, first, "is in flight");
                         continue;
                 }
@@ -448,7 +448,7 @@ static void on_signal(struct main_state *m)
                 close_intake(r);
         } else if (m->signals == 2) {
                 qlog("aborting: dropping the books in flight");
-                r->abort_deadline_ns = now_ns() + ABORT_GRACE_NS;
+                r->abort_deadline_ns = util_now_ns() + ABORT_GRACE_NS;
                 atomic_store(&r->aborting, true);
                 workers_kick_all(r);
         }
@@ -556,7 +556,7 @@ int run_execute(struct run *r, struct source *src, struct sink *sink)
                 return RUN_EXIT_USAGE;
         }
         progress_init(r, feeder_count(r->feeder));
-        r->start_ns = now_ns();
+        r->start_ns = util_now_ns();
         int err = keypool_start(&r->keypool, r->nworkers, r->cfg.workers, r->cfg.passphrase,
                                 r->cfg.passlen, &r->aborting);
         if (!err)

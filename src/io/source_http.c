@@ -92,7 +92,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 {
         struct http_slot *h = ud;
         size_t len = size * nmemb;
-        h->last_byte_ns = now_ns();
+        h->last_byte_ns = util_now_ns();
         long st = h->head.status;
         if (st != 200 && !(st == 206 && h->want_off))
                 return len; /* an error page or a redirect's body: read and dropped */
@@ -144,7 +144,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 {
         struct http_slot *h = ud;
         const struct http_source *src = h->src;
-        uint64_t now = now_ns(), got = dlnow > 0 ? (uint64_t)dlnow : 0;
+        uint64_t now = util_now_ns(), got = dlnow > 0 ? (uint64_t)dlnow : 0;
         if (src->deadline_ns && now - h->started_ns > src->deadline_ns) {
                 h->flow = FLOW_LATE;
                 return 1;
@@ -186,7 +186,7 @@ static int request_start(struct http_slot *h)
         h->flow = FLOW_OK;
         h->stop_rc = 0;
         h->off = 0;
-        h->started_ns = h->last_byte_ns = h->window_ns = now_ns();
+        h->started_ns = h->last_byte_ns = h->window_ns = util_now_ns();
         h->window_bytes = 0;
         curl_easy_setopt(e, CURLOPT_URL, h->url);
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

@@ -33,13 +33,13 @@ static void check_all(struct inflight *in, const struct model *m)
                 char bc[32];
                 name_of(i, bc, sizeof bc);
                 uint64_t first = 0;
-                bool added = inflight_add(in, bc, 999999, &first);
+                bool added = run_inflight_add(in, bc, 999999, &first);
                 if (m->live[i]) {
                         assert_false(added);
                         assert_int_equal(first, m->line[i]);
                 } else {
                         assert_true(added);
-                        inflight_remove(in, bc);
+                        run_inflight_remove(in, bc);
                 }
         }
 }
@@ -47,7 +47,7 @@ static void check_all(struct inflight *in, const struct model *m)
 static void test_model(void **state)
 {
         struct inflight in = {0};
-        assert_int_equal(inflight_init(&in, LIVE_MAX), 0);
+        assert_int_equal(run_inflight_init(&in, LIVE_MAX), 0);
         struct model m = {0};
         srandom(12345);
         for (uint64_t step = 1; step <= 200000; step++) {
@@ -55,12 +55,12 @@ static void test_model(void **state)
                 char bc[32];
                 name_of(i, bc, sizeof bc);
                 if (m.live[i]) {
-                        inflight_remove(&in, bc);
+                        run_inflight_remove(&in, bc);
                         m.live[i] = false;
                         m.count--;
                 } else if (m.count < LIVE_MAX) {
                         uint64_t first = 0;
-                        assert_true(inflight_add(&in, bc, step, &first));
+                        assert_true(run_inflight_add(&in, bc, step, &first));
                         m.live[i] = true;
                         m.line[i] = step;
                         m.count++;
@@ -69,32 +69,32 @@ static void test_model(void **state)
                         check_all(&in, &m);
         }
         check_all(&in, &m);
-        inflight_free(&in);
+        run_inflight_free(&in);
 }
 
 /* A full table of removals leaves it empty: nothing found, everything addable again. */
 static void test_drain(void **state)
 {
         struct inflight in = {0};
-        assert_int_equal(inflight_init(&in, LIVE_MAX), 0);
+        assert_int_equal(run_inflight_init(&in, LIVE_MAX), 0);
         for (int round = 0; round < 1000; round++) {
                 for (unsigned i = 0; i < LIVE_MAX; i++) {
                         char bc[32];
                         uint64_t first;
                         name_of(i + (unsigned)round, bc, sizeof bc);
-                        assert_true(inflight_add(&in, bc, i, &first));
+                        assert_true(run_inflight_add(&in, bc, i, &first));
                 }
                 for (unsigned i = 0; i < LIVE_MAX; i++) {
                         char bc[32];
                         name_of(i + (unsigned)round, bc, sizeof bc);
-                        inflight_remove(&in, bc);
+                        run_inflight_remove(&in, bc);
                 }
         }
         struct model empty = {0};
         check_all(&in, &empty);
         for (unsigned s = 0; s < in.cap; s++)
                 assert_false(in.slots[s].used);
-        inflight_free(&in);
+        run_inflight_free(&in);
 }
 
 int main(void)

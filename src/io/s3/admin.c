@@ -376,8 +376,8 @@ void s3_sink_close(struct sink *s)
 
 void s3_clear(struct s3 *s3)
 {
-        free_secret(s3->userpwd);
-        free_secret(s3->token_hdr);
+        util_free_secret(s3->userpwd);
+        util_free_secret(s3->token_hdr);
         free(s3->sigv4);
         free(s3->dest);
         free(s3->bucket);
