@@ -172,6 +172,10 @@ X_INLINE void state_store(uint32_t h[5], __m128i abcd, __m128i e)
         h[4] = (uint32_t)_mm_extract_epi32(e, 3);
 }
 
+#ifndef CFBX_PREFETCH
+#define CFBX_PREFETCH 4096
+#endif
+
 /* Hash block j (at hs + 64 j) once the plaintext is decrypted this far past its end. */
 #define CFBX_LAG 64
 

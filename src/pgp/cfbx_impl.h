@@ -75,6 +75,7 @@ X_K(cfb_sha_n)(const unsigned nr, const struct aesx *k, const uint8_t *in, uint8
                 state_load(h, &abcd, &e);
         for (; i + 4 <= nblk; i += 4) {
                 __m128i c[4], x[4];
+                _mm_prefetch((const char *)(in + 16 * i + CFBX_PREFETCH), _MM_HINT_T0);
                 _Pragma("GCC unroll 4") for (unsigned b = 0; b < 4; b++) c[b] =
                     load(in + 16 * (i + b));
                 x[0] = iv;
