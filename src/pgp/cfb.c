@@ -1,6 +1,8 @@
 /* Fast OpenPGP CFB decryption: P_i = C_i ^ E(C_{i-1}), C_0 = 0. Every keystream block
  * depends only on ciphertext already in hand, so a whole run of blocks goes through one
- * ECB call (AES-NI pipelines it) instead of EVP's serial CFB, then one wide XOR. */
+ * ECB call (AES-NI pipelines it) instead of EVP's serial CFB, then one wide XOR; an AES
+ * key on a CPU with AES-NI and SHA-NI goes to cfbx.c's loop instead, which can hash the
+ * plaintext for the MDC as it goes. This file keeps the byte position inside a block. */
 #include "pgp_int.h"
 
 #include <assert.h>

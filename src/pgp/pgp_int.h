@@ -7,7 +7,8 @@
  *   mdc.c     the decrypted stream: slices, MDC hold-back, SHA-1 (maybe on its thread)
  *   inner.c   the packets inside: compressed and literal data, plaintext to the sink
  *   algos.c   OpenPGP algorithm ids and OpenSSL fetches; s2k.c the string-to-key;
- *   sha1x.c   SHA-NI SHA-1 for the S2K; cfb.c OpenPGP CFB; decomp.c ZIP/ZLIB/BZip2;
+ *   sha1x.c   SHA-NI SHA-1 for the S2K; cfb.c OpenPGP CFB; cfbx.c (and cfbx_impl.h) its
+ *             AES-NI loop, fused with the MDC's SHA-1; decomp.c ZIP/ZLIB/BZip2;
  *   bench.c   include/quire/pgp/pgp_bench.h
  * Nothing outside src/pgp/ includes this but the decryptor's own unit tests. */
 #ifndef QUIRE_PGP_INT_H
