@@ -302,7 +302,7 @@ static int run(struct pgp_dec *d, const struct opts *op, int in, const char *nam
         if (r == READ_FAILED)
                 qlog("%s: %s", name, strerror(rerr));
         else if (r == INPUT_CUT)
-                qlog("%s: the file was cut short while being read", name);
+                qlog("%s: could not be read while mapped (cut short, or an I/O error)", name);
         else if (r == PGP_ESINK)
                 qlog("%s: %s", op->out ? op->out : "stdout", strerror(pgp_sink_errno(d)));
         else if (r)

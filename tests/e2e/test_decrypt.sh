@@ -213,7 +213,7 @@ if head -c 1 <&3 >/dev/null; then
 	exec 3<&-
 	wait "$cutpid"
 	rc=$?
-	if [ "$rc" -eq 1 ] && grep -q "cut.gpg: the file was cut short while being read" "$T/cut.err"; then
+	if [ "$rc" -eq 1 ] && grep -q "cut.gpg: could not be read while mapped (cut short, or an I/O error)" "$T/cut.err"; then
 		pass input-cut-while-mapped
 	else
 		fail input-cut-while-mapped "exit $rc: $(cat "$T/cut.err")"
