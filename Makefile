@@ -96,7 +96,7 @@ asan:
 # everything 5-15x slower, so a suite gets twice the usual deadline.
 TSAN_UNIT ?= test_mpmc test_loop
 TSAN_E2E  ?= tests/e2e/test_run.sh tests/e2e/test_signals.sh tests/e2e/test_keypool.sh \
-	tests/e2e/test_run_contents.sh tests/e2e/test_extract.sh \
+	tests/e2e/test_run_contents.sh tests/e2e/test_extract.sh tests/e2e/test_extract_s3.sh \
 	tests/e2e/test_s3.sh
 tsan:
 	$(MAKE) BUILD=build/tsan CC=clang SAN='-fsanitize=thread' OPT=-O1 \

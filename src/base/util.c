@@ -43,14 +43,14 @@ void qlog(const char *fmt, ...)
         (void)w;
 }
 
-uint64_t now_ns(void)
+uint64_t util_now_ns(void)
 {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int parse_size(const char *s, uint64_t *out)
+int util_parse_size(const char *s, uint64_t *out)
 {
         char *end;
         errno = 0;
@@ -93,7 +93,7 @@ int parse_size(const char *s, uint64_t *out)
         return 0;
 }
 
-void hex_encode(const uint8_t *in, size_t len, char *out)
+void util_hex_encode(const uint8_t *in, size_t len, char *out)
 {
         static const char digits[] = "0123456789abcdef";
         for (size_t i = 0; i < len; i++) {
@@ -103,7 +103,7 @@ void hex_encode(const uint8_t *in, size_t len, char *out)
         out[2 * len] = 0;
 }
 
-void utc_iso8601(char out[21])
+void util_utc_iso8601(char out[21])
 {
         time_t t = time(NULL);
         struct tm tm;
@@ -111,7 +111,7 @@ void utc_iso8601(char out[21])
         strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-char *read_passphrase(const char *path, size_t *len)
+char *util_read_passphrase(const char *path, size_t *len)
 {
         if (!path) {
                 const char *env = getenv("QUIRE_PASSPHRASE");
@@ -163,7 +163,7 @@ char *read_passphrase(const char *path, size_t *len)
         return p;
 }
 
-int remove_quire_parts(const char *dir)
+int util_remove_quire_parts(const char *dir)
 {
         DIR *d = opendir(dir);
         if (!d)
@@ -180,7 +180,7 @@ int remove_quire_parts(const char *dir)
         return removed;
 }
 
-int secrets_protect(bool allow_core_dumps)
+int util_secrets_protect(bool allow_core_dumps)
 {
         /* A crash must not write the passphrase or a token to disk; not dumpable also
          * keeps other processes of this user from reading this one's memory. */
@@ -189,7 +189,7 @@ int secrets_protect(bool allow_core_dumps)
         return 0;
 }
 
-void std_fds_guard(void)
+void util_std_fds_guard(void)
 {
         /* Started with 0, 1 or 2 closed, the next open() would take that number: the
          * journal would become fd 2 and receive the log lines. */
@@ -200,7 +200,7 @@ void std_fds_guard(void)
                 close(fd);
 }
 
-void free_secret(char *s)
+void util_free_secret(char *s)
 {
         if (s) {
                 explicit_bzero(s, strlen(s));

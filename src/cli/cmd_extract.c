@@ -1,14 +1,16 @@
-/* quire extract: the contents reader over archives already stored (files, or directories
- * of BARCODE.tar.gz), without unpacking them: BARCODE_ocr.jsonl.gz, BARCODE_marc.json and
- * the checksum.md5 verdict, one journal line per book. It runs on the engine of quire run
- * (its queue, workers, status lines and journal) in the engine's plaintext mode: the
- * source's bytes are the archive itself, read through the worker's loop, and only the
- * derived outputs are delivered, each through its sink (a directory, or S3).
+/* quire extract: the contents reader over archives already stored (files, directories of
+ * BARCODE.tar.gz, or S3 prefixes of them), without unpacking them: BARCODE_ocr.jsonl.gz,
+ * BARCODE_marc.json and the checksum.md5 verdict, one journal line per book. It runs on
+ * the engine of quire run (its queue, workers, status lines and journal) in the engine's
+ * plaintext mode: the source's bytes are the archive itself, read through the worker's
+ * loop, and only the derived outputs are delivered, each through its sink (a directory,
+ * or S3).
  *
  * The list the engine reads is made as it goes by a producer thread that walks the
  * operands into a pipe, one "BARCODE<TAB>N" line a book (N: the operand it came from), so a
- * directory of a million archives costs the pipe's bound, not a list in memory. The source
- * wraps the file source and turns N back into the archive's path.
+ * directory (or an S3 prefix, listed page by page) of a million archives costs the pipe's
+ * bound, not a list in memory. The source wraps the file source and one S3 source per
+ * s3:// operand, and turns N back into the archive's path or the operand's prefix.
  *
  * Outputs are staged as unnamed files in their destination (O_TMPFILE), synced, and only
  * then given their name: a crash leaves nothing half-written. A rerun skips a book whose
@@ -35,7 +37,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_THREADS 64
+#define MAX_THREADS    64
+#define ARCHIVE_SUFFIX ".tar.gz" /* the Python pipeline's stored name: BARCODE.tar.gz */
 
 enum {
         EX_OCR = 256,
@@ -69,7 +72,8 @@ static const struct opt extract_opts[] = {
         "Where outputs bound for S3 wait (outputs for a directory wait in it, unnamed).",
         .values = OPT_DIR),
     OPT("s3-endpoint", EX_S3_ENDPOINT, "URL", "AWS",
-        "S3-compatible endpoint, path-style; also $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL."),
+        "S3-compatible endpoint, path-style, for s3:// sources and destinations; also "
+        "$AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL."),
     {0},
 };
 
@@ -81,11 +85,13 @@ const struct cmd_spec cmd_extract_spec = {
     .max_operands = 1 << 30,
     .summary = "OCR text, MARC record and checksum.md5 verdict of stored BARCODE.tar.gz",
     .description =
-        "Reads stored archives (files, or directories of BARCODE.tar.gz) as they stream, "
-        "without unpacking them to disk, and writes the outputs the Python pipeline's extract "
-        "makes. Outputs appear whole or not at all. A book whose journal line says ok and "
-        "whose outputs exist is skipped, so a rerun makes what is missing. Exit 0 all ok; 1 a "
-        "book failed or did not match its checksum.md5; 2 usage.",
+        "Reads stored archives (files, directories of BARCODE.tar.gz, or s3://BUCKET[/PREFIX] "
+        "holding PREFIX/BARCODE.tar.gz, listed page by page with the credentials quire run's "
+        "S3 destination uses) as they stream, without unpacking them to disk, and writes the "
+        "outputs the Python pipeline's extract makes. Outputs appear whole or not at all. A "
+        "book whose journal line says ok and whose outputs exist is skipped, so a rerun makes "
+        "what is missing. Exit 0 all ok; 1 a book failed, did not match its checksum.md5, or "
+        "a listing broke off; 2 usage, or an S3 source that cannot be read.",
     .opts = extract_opts,
     .main = cmd_extract,
 };
@@ -100,13 +106,18 @@ struct opts {
 
 /* ---- the list: operands walked into a pipe ---------------------------------------------- */
 
+enum operand_kind { OPERAND_FILE, OPERAND_DIR, OPERAND_S3 };
+
 struct producer {
         char **sources;
-        bool *is_dir;
+        enum operand_kind *kind;
+        struct source **s3; /* per operand: its S3 source, NULL for files and directories */
         int nsources;
         int pipe_w;
         pthread_t thread;
         atomic_int_fast64_t listed; /* lines written: the run's growing total */
+        atomic_bool stop;           /* the run has ended: a listing in progress stops */
+        bool list_failed;           /* a listing broke off: some archives were not read */
 };
 
 /* BARCODE from .../BARCODE.tar.gz (else the name up to its first dot, as the Python
@@ -126,15 +137,28 @@ static void barcode_of(const char *path, char *out, size_t cap)
         out[n] = 0;
 }
 
-/* One book's line. A name without a good barcode is said here, by its path, and still
- * listed (with no barcode) so that the run counts it failed. */
-static int list_one(struct producer *p, const char *path, int source)
+/* A name fit for one log line: control bytes (a file or key may hold any) as '?'. */
+static void printable(const char *in, char *out, size_t cap)
+{
+        size_t n = 0;
+        for (; *in && n + 1 < cap; in++)
+                out[n++] = (unsigned char)*in < 0x20 || *in == 0x7f ? '?' : *in;
+        out[n] = 0;
+}
+
+/* One book's line. A name without a good barcode is said here, by its path (in the
+ * directory or prefix `where`, when not NULL), and still listed (with no barcode) so that
+ * the run counts it failed. */
+static int list_one(struct producer *p, const char *where, const char *path, int source)
 {
         char bc[BARCODE_MAX + 2], line[BARCODE_MAX + 32];
         barcode_of(path, bc, sizeof bc);
-        const char *why = barcode_invalid(bc, strlen(bc));
+        const char *why = feeder_barcode_invalid(bc, strlen(bc));
         if (why) {
-                qlog("%s: no barcode in that name (%s)", path, why);
+                char name[512];
+                printable(path, name, sizeof name);
+                qlog("%s%s%s: no barcode in that name (%s)", where ? where : "", where ? "/" : "",
+                     name, why);
                 bc[0] = 0;
         }
         int n = snprintf(line, sizeof line, "%s\t%d\n", bc, source);
@@ -157,9 +181,53 @@ static int list_dir(struct producer *p, int source)
         while (!err && (e = readdir(d))) {
                 size_t n = strlen(e->d_name);
                 if (n > 7 && !strcmp(e->d_name + n - 7, ".tar.gz") && e->d_name[0] != '.')
-                        err = list_one(p, e->d_name, source);
+                        err = list_one(p, dir, e->d_name, source);
         }
         closedir(d);
+        return err;
+}
+
+/* One S3 listing's walk: what it found so far. */
+struct s3_walk {
+        struct producer *p;
+        int source;
+        uint64_t archives;
+};
+
+/* An object directly under the prefix named NAME.tar.gz is an archive; anything else
+ * (a derived output, a listing file, a hidden name) is not ours to read. */
+static int take_object(void *ctx, const char *name, uint64_t size)
+{
+        struct s3_walk *wk = ctx;
+        size_t n = strlen(name), sl = strlen(ARCHIVE_SUFFIX);
+        if (n <= sl || strcmp(name + n - sl, ARCHIVE_SUFFIX) || name[0] == '.' || strchr(name, '/'))
+                return 0;
+        wk->archives++;
+        return list_one(wk->p, wk->p->sources[wk->source], name, wk->source);
+}
+
+static bool producer_stopped(void *ctx)
+{
+        const struct s3_walk *wk = ctx;
+        return atomic_load(&wk->p->stop);
+}
+
+static int list_s3(struct producer *p, int source)
+{
+        struct s3_walk wk = {.p = p, .source = source};
+        char msg[1024] = "";
+        int err =
+            source_s3_list(p->s3[source], take_object, producer_stopped, &wk, msg, sizeof msg);
+        if (err == -EPIPE || err == -EINTR)
+                return err; /* the run stopped reading (a signal) */
+        if (err < 0) {
+                qlog("%s; the archives after those listed are not read", msg);
+                p->list_failed = true;
+                return 0; /* the other operands still are */
+        }
+        if (!wk.archives)
+                qlog("%s: no archives (NAME%s) under that prefix", p->sources[source],
+                     ARCHIVE_SUFFIX);
         return err;
 }
 
@@ -168,15 +236,17 @@ static void *producer_main(void *arg)
         struct producer *p = arg;
         int err = 0;
         for (int i = 0; i < p->nsources && !err; i++)
-                err = p->is_dir[i] ? list_dir(p, i) : list_one(p, p->sources[i], i);
-        if (err && err != -EPIPE) /* -EPIPE: the run stopped reading (a signal) */
+                err = p->kind[i] == OPERAND_DIR  ? list_dir(p, i)
+                      : p->kind[i] == OPERAND_S3 ? list_s3(p, i)
+                                                 : list_one(p, NULL, p->sources[i], i);
+        if (err && err != -EPIPE && err != -EINTR) /* the run stopped reading (a signal) */
                 qlog("listing the archives: %s", strerror(-err));
         close(p->pipe_w); /* the end of the list */
         p->pipe_w = -1;
         return NULL;
 }
 
-/* ---- the source: the file source, with paths from the list's operand numbers ------------ */
+/* ---- the source: the file source or an operand's S3 source, by the list's operand numbers */
 
 struct paths_source {
         struct source base;
@@ -186,7 +256,10 @@ struct paths_source {
 
 struct paths_slot {
         struct paths_source *ps;
-        struct source_slot *inner;
+        struct source_slot *file_slot;
+        struct source_slot **s3_slots; /* per operand, as producer.s3 */
+        struct source *cur_src;        /* the book's: the one begin() chose */
+        struct source_slot *cur;
         char path[PATH_MAX];
 };
 
@@ -194,19 +267,32 @@ static int paths_slot_new(struct source *s, struct worker *w, const struct sourc
                           void *owner, struct source_slot **out)
 {
         struct paths_source *ps = (struct paths_source *)s;
+        const struct producer *p = ps->list;
         struct paths_slot *sl = calloc(1, sizeof *sl);
         if (!sl)
                 return -ENOMEM;
         sl->ps = ps;
         *out = (struct source_slot *)sl;
-        return ps->files->ops->slot_new(ps->files, w, ev, owner, &sl->inner);
+        sl->s3_slots = calloc((size_t)p->nsources, sizeof *sl->s3_slots);
+        if (!sl->s3_slots)
+                return -ENOMEM;
+        int err = ps->files->ops->slot_new(ps->files, w, ev, owner, &sl->file_slot);
+        for (int i = 0; i < p->nsources && !err; i++)
+                if (p->s3[i])
+                        err = p->s3[i]->ops->slot_new(p->s3[i], w, ev, owner, &sl->s3_slots[i]);
+        return err;
 }
 
 static void paths_slot_free(struct source_slot *ss)
 {
         struct paths_slot *sl = (struct paths_slot *)ss;
-        if (sl->inner)
-                sl->ps->files->ops->slot_free(sl->inner);
+        const struct producer *p = sl->ps->list;
+        if (sl->file_slot)
+                sl->ps->files->ops->slot_free(sl->file_slot);
+        for (int i = 0; sl->s3_slots && i < p->nsources; i++)
+                if (sl->s3_slots[i])
+                        p->s3[i]->ops->slot_free(sl->s3_slots[i]);
+        free(sl->s3_slots);
         free(sl);
 }
 
@@ -216,25 +302,35 @@ static void paths_begin(struct source_slot *ss, const struct source_request *req
         const struct producer *p = sl->ps->list;
         int i = atoi(req->file); /* ours: the producer wrote it */
         assert(i >= 0 && i < p->nsources);
-        if (p->is_dir[i])
-                snprintf(sl->path, sizeof sl->path, "%s/%s.tar.gz", p->sources[i], req->barcode);
-        else
-                snprintf(sl->path, sizeof sl->path, "%s", p->sources[i]);
         struct source_request r = *req;
-        r.file = sl->path;
-        sl->ps->files->ops->begin(sl->inner, &r);
+        if (p->kind[i] == OPERAND_S3) {
+                sl->cur_src = p->s3[i];
+                sl->cur = sl->s3_slots[i];
+                r.file = NULL; /* PREFIX/BARCODE.tar.gz */
+        } else {
+                if (p->kind[i] == OPERAND_DIR)
+                        snprintf(sl->path, sizeof sl->path, "%s/%s" ARCHIVE_SUFFIX, p->sources[i],
+                                 req->barcode);
+                else
+                        snprintf(sl->path, sizeof sl->path, "%s", p->sources[i]);
+                sl->cur_src = sl->ps->files;
+                sl->cur = sl->file_slot;
+                r.file = sl->path;
+        }
+        sl->cur_src->ops->begin(sl->cur, &r);
 }
 
 static void paths_resume(struct source_slot *ss)
 {
         struct paths_slot *sl = (struct paths_slot *)ss;
-        sl->ps->files->ops->resume(sl->inner);
+        sl->cur_src->ops->resume(sl->cur);
 }
 
 static void paths_abort(struct source_slot *ss)
 {
         struct paths_slot *sl = (struct paths_slot *)ss;
-        sl->ps->files->ops->abort(sl->inner);
+        if (sl->cur)
+                sl->cur_src->ops->abort(sl->cur);
 }
 
 static void paths_close(struct source *s)
@@ -329,19 +425,47 @@ static void run_settings(const struct opts *o, struct producer *p, int fd, struc
                 cfg->staging = o->staging ? o->staging : "quire-staging";
 }
 
-/* The operands, each a directory or an archive: a missing one is said now. */
+/* The operands, each a directory, an archive or an S3 prefix. */
 static int operands(struct producer *p, char **sources, int n)
 {
         p->sources = sources;
         p->nsources = n;
-        p->is_dir = calloc((size_t)n, sizeof *p->is_dir);
-        if (!p->is_dir)
+        p->kind = calloc((size_t)n, sizeof *p->kind);
+        p->s3 = calloc((size_t)n, sizeof *p->s3);
+        if (!p->kind || !p->s3)
                 return -ENOMEM;
         for (int i = 0; i < n; i++) {
                 struct stat st;
-                p->is_dir[i] = stat(sources[i], &st) == 0 && S_ISDIR(st.st_mode);
+                p->kind[i] = is_s3(sources[i])                                   ? OPERAND_S3
+                             : stat(sources[i], &st) == 0 && S_ISDIR(st.st_mode) ? OPERAND_DIR
+                                                                                 : OPERAND_FILE;
         }
         return 0;
+}
+
+/* Each s3:// operand's source, checked now (the endpoint answers, the bucket is there, the
+ * credentials may list it), before anything is made. 0, or -errno with msg. */
+static int open_s3_sources(const struct opts *o, struct producer *p, char *msg, size_t msglen)
+{
+        for (int i = 0; i < p->nsources; i++) {
+                if (p->kind[i] != OPERAND_S3)
+                        continue;
+                struct source_s3_config cfg = {.url = p->sources[i],
+                                               .endpoint = o->s3_endpoint,
+                                               .stall_timeout_s = 60,
+                                               .interrupted = run_interrupted};
+                int err = source_s3_open(&p->s3[i], &cfg, msg, msglen);
+                if (err)
+                        return err;
+        }
+        return 0;
+}
+
+static void close_s3_sources(struct producer *p)
+{
+        for (int i = 0; p->s3 && i < p->nsources; i++)
+                if (p->s3[i])
+                        p->s3[i]->ops->close(p->s3[i]);
 }
 
 /* A directory destination that is something else is said before anything is made (the
@@ -358,6 +482,10 @@ static bool dest_usable(const char *dest, const char *opt)
 static int extract(struct opts *o, struct producer *p)
 {
         char msg[1024] = "";
+        if (open_s3_sources(o, p, msg, sizeof msg) < 0) {
+                qlog("%s", msg);
+                return RUN_EXIT_USAGE;
+        }
         int pfd[2];
         if (pipe2(pfd, O_CLOEXEC) < 0) {
                 qlog("pipe: %s", strerror(errno));
@@ -390,12 +518,15 @@ static int extract(struct opts *o, struct producer *p)
                 o->derived.cfg.spill_dir = is_s3(o->derived.ocr_dest) ? NULL : o->derived.ocr_dest;
                 derived_attach(r, &o->derived.cfg);
                 status = run_execute(r, src, NULL);
+                atomic_store(&p->stop, true); /* a listing still paging ends now */
                 if (status == RUN_EXIT_OK && derived_checksum_problems(r))
                         status = RUN_EXIT_FAILED;
         }
         run_free(r); /* also the pipe's reading end: a producer still writing stops */
         if (producing)
                 pthread_join(p->thread, NULL);
+        if (status == RUN_EXIT_OK && p->list_failed)
+                status = RUN_EXIT_FAILED;
         derived_sinks_close(&o->derived);
         if (src)
                 src->ops->close(src);
@@ -427,7 +558,9 @@ int cmd_extract(int argc, char **argv)
         }
         curl_global_init(CURL_GLOBAL_DEFAULT);
         int status = extract(&o, &p);
+        close_s3_sources(&p);
         curl_global_cleanup();
-        free(p.is_dir);
+        free(p.kind);
+        free(p.s3);
         return status;
 }

@@ -341,7 +341,7 @@ static unsigned submit_all(struct grin_req *r, int argc, char **argv)
                 return invalid;
         }
         for (int i = 0; i < argc; i++) {
-                const char *why = barcode_invalid(argv[i], strlen(argv[i]));
+                const char *why = feeder_barcode_invalid(argv[i], strlen(argv[i]));
                 if (why) {
                         qlog("'%s' is not a barcode: %s", argv[i], why);
                         invalid++;

@@ -369,7 +369,7 @@ static int set_option(void *ctx, int key, const char *arg)
         case RUN_CORE_DUMPS: /* main() looked for it before anything else */
                 return 0;
         case RUN_GRIN:
-                if (barcode_invalid(arg, strlen(arg)))
+                if (feeder_barcode_invalid(arg, strlen(arg)))
                         return opts_usage_error(c, key, "'%s' is not a library name", arg);
                 o->grin.site.library = arg;
                 return 0;
@@ -451,7 +451,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
                        -1;
         if (unconverted)
                 return 0; /* nothing is decrypted: no passphrase needed */
-        o->passphrase = read_passphrase(o->passfile, &o->run.passlen);
+        o->passphrase = util_read_passphrase(o->passfile, &o->run.passlen);
         if (!o->passphrase)
                 return -1;
         o->run.passphrase = o->passphrase;
@@ -656,7 +656,7 @@ int cmd_run(int argc, char **argv)
                 int status = o->dry_run ? dry_run(o)
                                         : run_grin_request_unconverted(&o->grin, &o->source,
                                                                        o->run.journal_path, false);
-                free_secret(o->passphrase);
+                util_free_secret(o->passphrase);
                 curl_global_cleanup();
                 return status;
         }
@@ -704,7 +704,7 @@ int cmd_run(int argc, char **argv)
                 sink->ops->close(sink);
         if (src)
                 src->ops->close(src);
-        free_secret(o->passphrase);
+        util_free_secret(o->passphrase);
         curl_global_cleanup();
         return status;
 }

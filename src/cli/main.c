@@ -75,8 +75,8 @@ static bool core_dumps_allowed(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-        std_fds_guard();
-        if (secrets_protect(core_dumps_allowed(argc, argv)) < 0)
+        util_std_fds_guard();
+        if (util_secrets_protect(core_dumps_allowed(argc, argv)) < 0)
                 qlog("warning: cannot keep secrets out of core dumps: %s", strerror(errno));
         if (argc < 2) {
                 opts_print_commands(commands, NCOMMANDS, stderr);

@@ -163,7 +163,7 @@ int opts_size(const struct cmd_spec *c, int key, const char *arg, uint64_t lo, u
               uint64_t *out)
 {
         uint64_t v;
-        if (parse_size(arg, &v) < 0)
+        if (util_parse_size(arg, &v) < 0)
                 return opts_usage_error(c, key,
                                         "expected a size such as 64MiB, 512KiB or 4096, "
                                         "got '%s'",

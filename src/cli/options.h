@@ -78,7 +78,7 @@ int opts_exit_status(int parse_result);
  * option, what it expects and what it got. */
 int opts_count(const struct cmd_spec *c, int key, const char *arg, uint64_t lo, uint64_t hi,
                uint64_t *out);
-/* Sizes with binary suffixes (parse_size): 64MiB, 5M, 4096. */
+/* Sizes with binary suffixes (util_parse_size): 64MiB, 5M, 4096. */
 int opts_size(const struct cmd_spec *c, int key, const char *arg, uint64_t lo, uint64_t hi,
               uint64_t *out);
 /* One of the option's values words ("text json"): *index is its position. */

@@ -12,7 +12,7 @@
 /* Base names GRIN gives a page's files: NNNNNNNN.txt, .jp2 or .tif, .html. */
 enum page_kind { PK_NONE, PK_TEXT, PK_IMAGE, PK_HOCR };
 /* The kind of base, and its page number (1..99999999) in *num. */
-enum page_kind page_kind_of(const char *base, uint32_t *num);
+enum page_kind ocr_page_kind_of(const char *base, uint32_t *num);
 
 /* An output file being written from offset 0, and who hears of every byte (the caller's
  * wrote(), e.g. a digest). */
@@ -23,7 +23,7 @@ struct out_file {
         void *arg;
 };
 /* Appends p[0..n) at f->off. 0 or -errno. */
-int out_write(struct out_file *f, const void *p, size_t n);
+int contents_out_write(struct out_file *f, const void *p, size_t n);
 
 /* OCR: pages JSON-escaped into an unnamed spill file as they come, indexed by page, read
  * back in page order through gzip at the end. */

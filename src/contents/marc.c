@@ -491,7 +491,7 @@ int marc_write(const struct marc *m, struct out_file *f)
                 return -ENOMEM;
         size_t n = strlen(s);
         s[n] = '\n'; /* over the NUL: the length is known */
-        int r = out_write(f, s, n + 1);
+        int r = contents_out_write(f, s, n + 1);
         free(s);
         return r;
 }

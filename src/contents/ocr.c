@@ -305,7 +305,7 @@ static int gz_put(struct gz *g, const void *p, size_t n, int flush)
                 assert(zr != Z_STREAM_ERROR);
                 (void)zr;
                 size_t have = BUF_BYTES - g->z.avail_out;
-                int r = out_write(g->f, g->out, have);
+                int r = contents_out_write(g->f, g->out, have);
                 if (r)
                         return r;
         } while (g->z.avail_out == 0 || g->z.avail_in);
@@ -386,7 +386,7 @@ int ocr_write(struct ocr *o, struct out_file *f, uint64_t *lines)
         return r;
 }
 
-enum page_kind page_kind_of(const char *base, uint32_t *num)
+enum page_kind ocr_page_kind_of(const char *base, uint32_t *num)
 {
         uint32_t n = 0;
         for (int i = 0; i < 8; i++) {

@@ -333,7 +333,7 @@ static int read_xml(struct contents *c, struct member *m)
 static int classify(struct contents *c, struct member *m, const char *base)
 {
         uint32_t num = 0;
-        enum page_kind pk = page_kind_of(base, &num);
+        enum page_kind pk = ocr_page_kind_of(base, &num);
         c->res.images += pk == PK_IMAGE;
         c->res.texts += pk == PK_TEXT;
         c->res.hocr += pk == PK_HOCR;
@@ -446,7 +446,7 @@ static void settle(struct contents *c)
                 call_ready(c);
 }
 
-int out_write(struct out_file *f, const void *p, size_t n)
+int contents_out_write(struct out_file *f, const void *p, size_t n)
 {
         int r = util_pwrite_all(f->fd, p, n, f->off);
         if (r)

@@ -132,20 +132,20 @@ static void release_download(struct book *b)
 {
         if (!b->holds_download)
                 return;
-        uint64_t now = now_ns();
+        uint64_t now = util_now_ns();
         slot_time_close(&b->r->stats.download_time, b->dl_started_ns, now);
         atomic_store(&b->r->stats.last_download_end_ns, now);
         b->holds_download = false;
-        slots_release(b->r, &b->r->downloads);
+        run_slots_release(b->r, &b->r->downloads);
 }
 
 static void release_upload(struct book *b)
 {
         if (!b->holds_upload)
                 return;
-        slot_time_close(&b->r->stats.upload_time, b->ul_started_ns, now_ns());
+        slot_time_close(&b->r->stats.upload_time, b->ul_started_ns, util_now_ns());
         b->holds_upload = false;
-        slots_release(b->r, &b->r->uploads);
+        run_slots_release(b->r, &b->r->uploads);
 }
 
 /* The attempt's staged plaintext goes, and its derived outputs with it. */
@@ -163,7 +163,7 @@ static void stage_drop(struct book *b)
 static void book_end(struct book *b)
 {
         set_stage(b, BOOK_IDLE);
-        inflight_remove(&b->r->inflight, b->item.barcode);
+        run_inflight_remove(&b->r->inflight, b->item.barcode);
         worker_book_ended(b->w);
 }
 
@@ -176,7 +176,7 @@ static void book_skip(struct book *b)
         struct journal_rec rec = {.barcode = b->item.barcode,
                                   .outcome = "skipped",
                                   .detail = detail,
-                                  .duration_ns = now_ns() - b->started_ns};
+                                  .duration_ns = util_now_ns() - b->started_ns};
         journal_append(b->r->journal, &rec);
         progress_count(b->r, OUTCOME_SKIPPED, 0);
         book_end(b);
@@ -208,7 +208,7 @@ static void book_finish(struct book *b, bool ok, bool run_level, const char *det
             .bytes = measured ? bytes : 0,
             .sha256_hex = measured ? b->digest.sha256_hex : NULL,
             .detail = detail,
-            .duration_ns = now_ns() - b->started_ns,
+            .duration_ns = util_now_ns() - b->started_ns,
         };
         journal_append(b->r->journal, &rec);
         if (!ok) {
@@ -384,10 +384,10 @@ static void on_derived_delivered(void *owner, int rc, bool transient, const char
 static void upload_begin(struct book *b)
 {
         b->holds_upload = true;
-        b->ul_started_ns = now_ns();
+        b->ul_started_ns = util_now_ns();
         slot_time_open(&b->r->stats.upload_time, b->ul_started_ns);
         set_stage(b, BOOK_UPLOADING);
-        utc_iso8601(b->acquired);
+        util_utc_iso8601(b->acquired);
         if (b->der && derived_deliver(b->der, b->acquired))
                 return;
         deliver_raw(b);
@@ -676,7 +676,7 @@ static bool book_missing(struct book *b)
         struct journal_rec rec = {.barcode = b->item.barcode,
                                   .outcome = m.outcome,
                                   .detail = m.detail[0] ? m.detail : NULL,
-                                  .duration_ns = now_ns() - b->started_ns};
+                                  .duration_ns = util_now_ns() - b->started_ns};
         journal_append(b->r->journal, &rec);
         enum outcome o = !strcmp(m.outcome, "requested")           ? OUTCOME_REQUESTED
                          : !strcmp(m.outcome, "in-process")        ? OUTCOME_IN_PROCESS
@@ -825,7 +825,7 @@ static void on_src_done(void *owner, const struct source_result *res)
 static void download_begin(struct book *b)
 {
         b->holds_download = true;
-        b->dl_started_ns = now_ns();
+        b->dl_started_ns = util_now_ns();
         slot_time_open(&b->r->stats.download_time, b->dl_started_ns);
         uint_fast64_t zero = 0;
         atomic_compare_exchange_strong(&b->r->stats.first_download_ns, &zero, b->dl_started_ns);
@@ -876,11 +876,11 @@ void book_pump(struct book *b)
         if (b->state == BOOK_WAIT_DOWNLOAD) {
                 /* A key job of the last attempt still out would be overwritten. */
                 if (b->key_out || !staging_has_room(&r->staging) ||
-                    !slots_try_acquire(&r->downloads))
+                    !run_slots_try_acquire(&r->downloads))
                         return;
                 atomic_fetch_sub(&b->w->waiting_dl, 1);
                 download_begin(b);
-        } else if (b->state == BOOK_WAIT_UPLOAD && slots_try_acquire(&r->uploads)) {
+        } else if (b->state == BOOK_WAIT_UPLOAD && run_slots_try_acquire(&r->uploads)) {
                 atomic_fetch_sub(&b->w->waiting_ul, 1);
                 upload_begin(b);
         }
@@ -899,7 +899,7 @@ void book_start(struct book *b, const struct queue_item *item)
         b->resume = b->resuming = b->restart_wait = b->no_resume = false;
         b->resumes = 0;
         b->resumed_bytes = 0;
-        b->started_ns = now_ns();
+        b->started_ns = util_now_ns();
         b->etag[0] = b->dest_etag[0] = 0;
         b->der_after_raw = false;
         snprintf(b->name, sizeof b->name, "%s.tar.gz", item->barcode);

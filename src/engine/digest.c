@@ -70,7 +70,7 @@ int digest_update(struct digest *d, const uint8_t *p, size_t n)
 int digest_final(struct digest *d)
 {
         EVP_DigestFinal_ex(d->whole, d->sha256, NULL);
-        hex_encode(d->sha256, sizeof d->sha256, d->sha256_hex);
+        util_hex_encode(d->sha256, sizeof d->sha256, d->sha256_hex);
         if (d->part && (d->len == 0 || d->len % d->part_size))
                 return part_push(d);
         return 0;

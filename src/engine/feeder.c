@@ -80,7 +80,7 @@ static const char *byte_reason(const unsigned char *s, size_t n)
         return punct_reason[c] ? punct_reason[c] : "contains a character not allowed";
 }
 
-const char *barcode_invalid(const char *s, size_t n)
+const char *feeder_barcode_invalid(const char *s, size_t n)
 {
         const unsigned char *u = (const unsigned char *)s;
         if (n == 0)
@@ -213,7 +213,7 @@ static const char *take_file(struct feeder *f, const char *s, size_t *n)
                 (*n)--;
         if (len > FEEDER_FILE_MAX)
                 return "file name longer than 96 bytes";
-        const char *why = len ? barcode_invalid(name, len) : "empty file name";
+        const char *why = len ? feeder_barcode_invalid(name, len) : "empty file name";
         if (why && strcmp(why, "longer than 64 bytes"))
                 return why;
         memcpy(f->file, name, len);
@@ -235,7 +235,7 @@ static enum feeder_result take_line(struct feeder *f, char *s, size_t n, char ou
         *why = take_file(f, s, &n);
         if (*why)
                 return FEED_INVALID;
-        *why = barcode_invalid(s, n);
+        *why = feeder_barcode_invalid(s, n);
         if (*why)
                 return FEED_INVALID;
         memcpy(out, s, n);

@@ -265,7 +265,7 @@ int journal_open(struct journal **out, const char *path)
         j->loaded_alen = j->set.alen;
         pthread_mutex_init(&j->lock, NULL);
         atomic_init(&j->appended, 0);
-        j->last_sync_ns = now_ns();
+        j->last_sync_ns = util_now_ns();
         *out = j;
         return 0;
 fail:
@@ -376,7 +376,7 @@ int journal_append(struct journal *j, const struct journal_rec *rec)
                 return -EINVAL;
         char line[LINE_MAX_BYTES];
         char ts[21], secs[32];
-        utc_iso8601(ts);
+        util_utc_iso8601(ts);
         int secs_len = format_seconds(secs, sizeof secs, rec->duration_ns);
         /* Room for a leading newline that ends a torn line, if one is needed. */
         size_t len = 1;
@@ -448,14 +448,14 @@ static void sync_now(struct journal *j)
         if (fdatasync(j->fd) != 0)
                 qlog("journal: fdatasync: %s", strerror(errno));
         j->synced = n;
-        j->last_sync_ns = now_ns();
+        j->last_sync_ns = util_now_ns();
 }
 
 void journal_sync_due(struct journal *j, int interval_ms)
 {
         if (atomic_load_explicit(&j->appended, memory_order_relaxed) == j->synced)
                 return;
-        if (now_ns() - j->last_sync_ns < (uint64_t)interval_ms * 1000000u)
+        if (util_now_ns() - j->last_sync_ns < (uint64_t)interval_ms * 1000000u)
                 return;
         sync_now(j);
 }

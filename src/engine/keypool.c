@@ -52,9 +52,9 @@ static void *keypool_main(void *arg)
                 /* An aborting run wants its slots back at once, not keys. */
                 req->derive_ns = 0;
                 if (!atomic_load(kp->aborting)) {
-                        uint64_t t0 = now_ns();
+                        uint64_t t0 = util_now_ns();
                         pgp_key_derive(&req->job, kp->pass, kp->passlen);
-                        req->derive_ns = now_ns() - t0;
+                        req->derive_ns = util_now_ns() - t0;
                 }
                 give_back(req);
         }

@@ -162,7 +162,7 @@ static int run_ready(struct loop *l)
 void loop_timer(struct loop *l, struct loop_op *op, uint64_t delay_ns)
 {
         assert(!op->pending && !op->timer_armed);
-        uint64_t now = now_ns();
+        uint64_t now = util_now_ns();
         uint64_t deadline = delay_ns > UINT64_MAX - now ? UINT64_MAX : now + delay_ns;
         /* Armed from a timer's callback: due after this pass, so a timer re-arming itself
          * at 0 cannot keep the pass going. */
@@ -179,7 +179,7 @@ void loop_timer(struct loop *l, struct loop_op *op, uint64_t delay_ns)
 static int fire_timers(struct loop *l)
 {
         int fired = 0;
-        l->firing_now = now_ns();
+        l->firing_now = util_now_ns();
         while (!list_empty(&l->timers) && l->timers.next->deadline_ns <= l->firing_now) {
                 struct loop_op *op = l->timers.next;
                 list_unlink(op);
@@ -195,7 +195,7 @@ static uint64_t until_next_timer(const struct loop *l, uint64_t max_ns)
 {
         if (list_empty(&l->timers))
                 return max_ns;
-        uint64_t now = now_ns(), deadline = l->timers.next->deadline_ns;
+        uint64_t now = util_now_ns(), deadline = l->timers.next->deadline_ns;
         uint64_t left = deadline > now ? deadline - now : 0;
         return left < max_ns ? left : max_ns;
 }

@@ -116,12 +116,12 @@ static int64_t listed(const struct run *r)
 static void snap_locked(struct run *r, struct status_snap *snap)
 {
         struct progress *p = &r->progress;
-        stats_snap(&r->stats, snap);
+        status_stats_snap(&r->stats, snap);
         snap->download_limit = (int)r->cfg.downloads;
         snap->upload_limit = (int)r->cfg.uploads;
         snap->queued = r->queue ? mpmc_size(r->queue) : 0;
         snap->total = listed(r);
-        snap->elapsed_s = (double)(now_ns() - r->start_ns) / 1e9;
+        snap->elapsed_s = (double)(util_now_ns() - r->start_ns) / 1e9;
         snap->last_failure = p->last_failure[0] ? p->last_failure : NULL;
         status_window_update(&p->window, snap);
 }
@@ -282,7 +282,7 @@ static int metrics_write(struct run *r)
                 causes[i] = (struct metrics_count){p->causes[i].name, p->causes[i].n};
         pthread_mutex_unlock(&p->lock);
         struct status_snap s;
-        stats_snap(&r->stats, &s);
+        status_stats_snap(&r->stats, &s);
         struct metrics_count stages[] = {
             {"queued", r->queue ? mpmc_size(r->queue) : 0},
             {"waiting", (uint64_t)(s.waiting > 0 ? s.waiting : 0)},
@@ -338,7 +338,7 @@ int progress_open(struct run *r, char *msg, size_t msglen)
         struct progress *p = &r->progress;
         pthread_mutex_init(&p->lock, NULL);
         pthread_mutex_init(&p->view_lock, NULL);
-        stats_init(&r->stats);
+        status_stats_init(&r->stats);
         p->sink.write = view_log;
         status_window_init(&p->window, 60.0);
         p->total = feeder_count(r->feeder);
@@ -362,7 +362,7 @@ void progress_init(struct run *r, int64_t total)
         p->total = total;
         status_window_init(&p->window, 60.0);
         p->next_draw_ns = 0; /* at the first tick */
-        p->next_metrics_ns = now_ns() + (uint64_t)r->cfg.metrics_interval_s * 1000000000u;
+        p->next_metrics_ns = util_now_ns() + (uint64_t)r->cfg.metrics_interval_s * 1000000000u;
         if (p->mode == PROGRESS_LIVE)
                 qlog_set_sink(&p->sink);
 }
@@ -370,7 +370,7 @@ void progress_init(struct run *r, int64_t total)
 int progress_tick(struct run *r)
 {
         struct progress *p = &r->progress;
-        uint64_t now = now_ns(), next = now + TICK_MAX_MS * 1000000ull;
+        uint64_t now = util_now_ns(), next = now + TICK_MAX_MS * 1000000ull;
         if (r->cfg.metrics_path) {
                 if (now >= p->next_metrics_ns || r->draining != p->metrics_draining) {
                         metrics_rewrite(r);

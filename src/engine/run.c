@@ -87,7 +87,7 @@ void run_wake_main(struct run *r)
                 qlog("wake-up of the main thread: %s", strerror(errno));
 }
 
-bool slots_try_acquire(struct slots *s)
+bool run_slots_try_acquire(struct slots *s)
 {
         int n = atomic_load(&s->free);
         while (n > 0)
@@ -113,7 +113,7 @@ void run_wake_download_waiters(struct run *r)
         wake_waiters(r, true);
 }
 
-void slots_release(struct run *r, struct slots *s)
+void run_slots_release(struct run *r, struct slots *s)
 {
         atomic_fetch_add(&s->free, 1);
         wake_waiters(r, s == &r->downloads);
@@ -140,7 +140,7 @@ void run_note_outcome(struct run *r, bool ok, bool run_level, const char *detail
 
 /* ---- barcodes in flight -------------------------------------------------------------- */
 
-static int inflight_init(struct inflight *in, unsigned entries)
+int run_inflight_init(struct inflight *in, unsigned entries)
 {
         unsigned cap = 16;
         while (cap < 2 * entries)
@@ -151,7 +151,7 @@ static int inflight_init(struct inflight *in, unsigned entries)
         return in->slots ? 0 : -ENOMEM;
 }
 
-static void inflight_free(struct inflight *in)
+void run_inflight_free(struct inflight *in)
 {
         if (!in->slots)
                 return;
@@ -167,7 +167,9 @@ static unsigned inflight_hash(const char *s)
         return h;
 }
 
-/* The slot holding barcode, or NULL; *free_slot gets the first reusable slot seen. */
+/* The slot holding barcode, or NULL with *free_slot at the empty slot that ends its probe
+ * run (where it would go). Linear probing without tombstones (removal shifts back), so a
+ * probe stops at the first empty slot: with cap >= 2x the entries, a few slots a book. */
 static struct inflight_entry *inflight_find(struct inflight *in, const char *barcode,
                                             struct inflight_entry **free_slot)
 {
@@ -175,21 +177,18 @@ static struct inflight_entry *inflight_find(struct inflight *in, const char *bar
         for (unsigned i = 0, h = inflight_hash(barcode); i < in->cap; i++) {
                 struct inflight_entry *e = &in->slots[(h + i) & (in->cap - 1)];
                 if (!e->used) {
-                        if (!*free_slot)
-                                *free_slot = e;
-                        if (!e->tomb)
-                                return NULL;
-                } else if (!strcmp(e->barcode, barcode)) {
-                        return e;
+                        *free_slot = e;
+                        return NULL;
                 }
+                if (!strcmp(e->barcode, barcode))
+                        return e;
         }
         return NULL;
 }
 
 /* Adds barcode unless it is queued or in flight already: then returns false with the
  * line of that copy. */
-static bool inflight_add(struct inflight *in, const char *barcode, uint64_t line,
-                         uint64_t *first_line)
+bool run_inflight_add(struct inflight *in, const char *barcode, uint64_t line, uint64_t *first_line)
 {
         pthread_mutex_lock(&in->lock);
         struct inflight_entry *slot, *e = inflight_find(in, barcode, &slot);
@@ -203,14 +202,29 @@ static bool inflight_add(struct inflight *in, const char *barcode, uint64_t line
         return e == NULL;
 }
 
-void inflight_remove(struct inflight *in, const char *barcode)
+/* Empties slot at and moves later entries of the run back into the hole, each only to a
+ * slot at or after its home, so every remaining entry stays reachable from its home. */
+static void inflight_delete_at(struct inflight *in, unsigned hole)
+{
+        unsigned mask = in->cap - 1;
+        for (unsigned j = (hole + 1) & mask; in->slots[j].used; j = (j + 1) & mask) {
+                unsigned home = inflight_hash(in->slots[j].barcode) & mask;
+                /* j's entry may fill the hole unless its home lies cyclically in (hole, j]. */
+                bool home_after_hole = ((j - home) & mask) < ((j - hole) & mask);
+                if (home_after_hole)
+                        continue;
+                in->slots[hole] = in->slots[j];
+                hole = j;
+        }
+        in->slots[hole].used = false;
+}
+
+void run_inflight_remove(struct inflight *in, const char *barcode)
 {
         pthread_mutex_lock(&in->lock);
         struct inflight_entry *slot, *e = inflight_find(in, barcode, &slot);
-        if (e) {
-                e->used = false;
-                e->tomb = true;
-        }
+        if (e)
+                inflight_delete_at(in, (unsigned)(e - in->slots));
         pthread_mutex_unlock(&in->lock);
 }
 
@@ -253,7 +267,7 @@ int run_new(struct run **out, const struct run_config *cfg, char *msg, size_t ms
         r->main_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         err = !r->queue || r->main_wake_fd < 0 ? -ENOMEM : 0;
         if (!err)
-                err = inflight_init(&r->inflight, cfg->queue_size + cfg->workers + 1);
+                err = run_inflight_init(&r->inflight, cfg->queue_size + cfg->workers + 1);
         if (err) {
                 snprintf(msg, msglen, "out of memory");
                 return err;
@@ -270,7 +284,7 @@ void run_free(struct run *r)
                 journal_close(r->journal);
         feeder_close(r->feeder);
         mpmc_free(r->queue);
-        inflight_free(&r->inflight);
+        run_inflight_free(&r->inflight);
         if (r->main_wake_fd >= 0)
                 close(r->main_wake_fd);
         staging_close(&r->staging);
@@ -370,7 +384,7 @@ static bool next_barcode(struct main_state *m)
                         continue;
                 }
                 it->recheck = at == 1;
-                if (!inflight_add(&r->inflight, it->barcode, it->line, &first)) {
+                if (!run_inflight_add(&r->inflight, it->barcode, it->line, &first)) {
                         note_duplicate(m, it, first, "is in flight");
                         continue;
                 }
@@ -434,7 +448,7 @@ static void on_signal(struct main_state *m)
                 close_intake(r);
         } else if (m->signals == 2) {
                 qlog("aborting: dropping the books in flight");
-                r->abort_deadline_ns = now_ns() + ABORT_GRACE_NS;
+                r->abort_deadline_ns = util_now_ns() + ABORT_GRACE_NS;
                 atomic_store(&r->aborting, true);
                 workers_kick_all(r);
         }
@@ -518,6 +532,7 @@ int run_execute(struct run *r, struct source *src, struct sink *sink)
 {
         r->source = src;
         r->sink = sink;
+        atomic_store(&r->staging.direct, sink && !sink->reads_staging);
         /* One book's bound is the least of --max-book-size, --staging-max (a book larger
          * than all the staging space could never be staged) and the destination's (none
          * without a raw delivery). */
@@ -541,7 +556,7 @@ int run_execute(struct run *r, struct source *src, struct sink *sink)
                 return RUN_EXIT_USAGE;
         }
         progress_init(r, feeder_count(r->feeder));
-        r->start_ns = now_ns();
+        r->start_ns = util_now_ns();
         int err = keypool_start(&r->keypool, r->nworkers, r->cfg.workers, r->cfg.passphrase,
                                 r->cfg.passlen, &r->aborting);
         if (!err)

@@ -42,7 +42,7 @@ struct inflight {
         struct inflight_entry {
                 char barcode[BARCODE_MAX + 1];
                 uint64_t line;
-                bool used, tomb;
+                bool used;
         } * slots;
         unsigned cap;
 };
@@ -81,11 +81,18 @@ struct run {
 void run_wake_main(struct run *r);
 /* Wakes the workers with books waiting for a download slot or staging room. */
 void run_wake_download_waiters(struct run *r);
-bool slots_try_acquire(struct slots *s);
+bool run_slots_try_acquire(struct slots *s);
 /* Releases one slot and wakes the workers that wait for one. */
-void slots_release(struct run *r, struct slots *s);
+void run_slots_release(struct run *r, struct slots *s);
+/* The set sized for entries barcodes at once: 0 or -ENOMEM. */
+int run_inflight_init(struct inflight *in, unsigned entries);
+void run_inflight_free(struct inflight *in);
+/* Adds barcode unless it is queued or in flight already: then false, with the line of
+ * that copy in *first_line. */
+bool run_inflight_add(struct inflight *in, const char *barcode, uint64_t line,
+                      uint64_t *first_line);
 /* The book of this barcode has ended: a later copy in the list may run. */
-void inflight_remove(struct inflight *in, const char *barcode);
+void run_inflight_remove(struct inflight *in, const char *barcode);
 /* Counts failures that point at the whole run (wrong passphrase, credentials, the
  * destination); after max in a row the run stops taking books. */
 void run_note_outcome(struct run *r, bool ok, bool run_level, const char *detail);

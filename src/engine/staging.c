@@ -58,6 +58,21 @@ bool staging_has_room(struct staging *st)
 
 static void try_sync(struct stage *s);
 
+/* The rest of this file goes through the page cache: before a write that is not aligned
+ * (a short write's rest, a synchronous write, the book's last piece). Mixing the two on
+ * one file is coherent: the kernel writes back and drops cached pages a direct write
+ * covers. */
+static int stage_go_buffered(struct stage *s)
+{
+        if (!s->direct)
+                return 0;
+        int flags = fcntl(s->fd, F_GETFL);
+        if (flags < 0 || fcntl(s->fd, F_SETFL, flags & ~O_DIRECT) < 0)
+                return -errno;
+        s->direct = false;
+        return 0;
+}
+
 static void on_write_done(struct loop_op *op, int res)
 {
         struct stage_buf *sb = container_of(op, struct stage_buf, op);
@@ -68,8 +83,10 @@ static void on_write_done(struct loop_op *op, int res)
                         s->error = res;
         } else if ((size_t)res < sb->len) {
                 /* A short write to a regular file: finish it synchronously (rare). */
-                int err = util_pwrite_all(s->fd, sb->data + res, sb->len - (size_t)res,
-                                          sb->off + (uint64_t)res);
+                int err = stage_go_buffered(s);
+                if (!err)
+                        err = util_pwrite_all(s->fd, sb->data + res, sb->len - (size_t)res,
+                                              sb->off + (uint64_t)res);
                 if (err && !s->error)
                         s->error = err;
         }
@@ -100,7 +117,7 @@ int stage_init(struct stage *s, struct staging *st, struct loop *loop, void (*on
                 s->bufs[i].stage = s;
                 s->bufs[i].op.fn = on_write_done;
                 /* Touched only when used: a page costs nothing until then. */
-                s->bufs[i].data = malloc(STAGE_BUF_SIZE);
+                s->bufs[i].data = aligned_alloc(STAGE_ALIGN, STAGE_BUF_SIZE);
                 if (!s->bufs[i].data)
                         return -ENOMEM;
         }
@@ -129,8 +146,14 @@ int stage_open(struct stage *s, const char *barcode)
         /* Never over an existing file: the directory is this user's, locked, swept at
          * start, and a barcode is in one slot at a time, so an existing name means some
          * other writer, whose file this book must not share or replace. */
-        s->fd =
-            openat(s->st->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+        s->direct = atomic_load(&s->st->direct);
+        s->fd = openat(s->st->dirfd, name, flags | (s->direct ? O_DIRECT : 0), 0600);
+        if (s->fd < 0 && errno == EINVAL && s->direct) {
+                atomic_store(&s->st->direct, false); /* this filesystem has no O_DIRECT */
+                s->direct = false;
+                s->fd = openat(s->st->dirfd, name, flags, 0600);
+        }
         if (s->fd < 0) {
                 s->path[0] = 0;
                 return -errno;
@@ -167,7 +190,9 @@ int stage_write(struct stage *s, const uint8_t *p, size_t n)
         while (n) {
                 struct stage_buf *sb = &s->bufs[s->cur];
                 if (sb->op.pending) {
-                        int err = util_pwrite_all(s->fd, p, n, s->size);
+                        int err = stage_go_buffered(s);
+                        if (!err)
+                                err = util_pwrite_all(s->fd, p, n, s->size);
                         if (err)
                                 return err;
                         s->size += n;
@@ -208,6 +233,12 @@ static void try_sync(struct stage *s)
 
 void stage_finish(struct stage *s)
 {
+        /* Full buffers start at multiples of their size, the last piece ends the file at
+         * any length; and the sink may read the file back through this fd, from buffers
+         * of its own. */
+        int err = stage_go_buffered(s);
+        if (err && !s->error)
+                s->error = err;
         struct stage_buf *sb = &s->bufs[s->cur];
         if (sb->len && !sb->op.pending)
                 submit(s, sb);

@@ -21,6 +21,9 @@
 #define STAGE_BUFS     4
 #define STAGE_BUF_SIZE (256 * 1024)
 #define STAGE_SUFFIX   ".tar.gz.quire-part" /* the sweep removes only these names */
+/* O_DIRECT's alignment of buffers, lengths and offsets: the largest logical block size
+ * in use (4096), so no per-device probe is needed. */
+#define STAGE_ALIGN 4096
 
 struct staging {
         int dirfd, lockfd;
@@ -29,6 +32,11 @@ struct staging {
         uint64_t max_book; /* --max-book-size: one book's plaintext; 0: no bound */
         atomic_uint_fast64_t used;
         atomic_bool full; /* the disk filled up while other books held space */
+        /* Stage files are written around the page cache (O_DIRECT), set by the run when
+         * the sink does not read them back (a directory renames them into place): the
+         * cache's copy and its page allocations were the largest kernel cost of a run
+         * (kernel-notes.md). Cleared for good when the filesystem refuses O_DIRECT. */
+        atomic_bool direct;
 };
 
 /* Opens (creating 0700), checks, locks and sweeps the staging directory. 0, or -errno
@@ -53,7 +61,8 @@ struct stage_buf {
 struct stage {
         struct staging *st;
         struct loop *loop;
-        int fd; /* -1: no file */
+        int fd;      /* -1: no file */
+        bool direct; /* fd is open O_DIRECT: every write aligned, from aligned buffers */
         char path[4096 + 128];
         uint64_t size;    /* bytes accepted so far */
         uint64_t counted; /* of those, in st->used */

@@ -44,13 +44,13 @@ uint64_t slot_time_busy_ns(struct slot_time *t, uint64_t now)
         return busy;
 }
 
-void stats_init(struct stats *s)
+void status_stats_init(struct stats *s)
 {
         slot_time_init(&s->download_time);
         slot_time_init(&s->upload_time);
 }
 
-void stats_snap(struct stats *s, struct status_snap *out)
+void status_stats_snap(struct stats *s, struct status_snap *out)
 {
         memset(out, 0, sizeof *out);
         out->ok = atomic_load_explicit(&s->ok, memory_order_relaxed);
@@ -71,7 +71,7 @@ void stats_snap(struct stats *s, struct status_snap *out)
         out->finishing = atomic_load_explicit(&s->finishing, memory_order_relaxed);
         out->uploading = atomic_load_explicit(&s->uploading, memory_order_relaxed);
         out->retrying = atomic_load_explicit(&s->retrying, memory_order_relaxed);
-        uint64_t now = now_ns();
+        uint64_t now = util_now_ns();
         out->busy_download_s = (double)slot_time_busy_ns(&s->download_time, now) / 1e9;
         out->busy_upload_s = (double)slot_time_busy_ns(&s->upload_time, now) / 1e9;
         out->s2k_s = (double)atomic_load_explicit(&s->s2k_ns, memory_order_relaxed) / 1e9;
@@ -164,7 +164,7 @@ static void put_thousands(struct out *o, uint64_t v)
         put(o, "%s", grouped);
 }
 
-void format_duration(char *buf, size_t n, double seconds)
+void status_format_duration(char *buf, size_t n, double seconds)
 {
         if (!(seconds >= 0)) /* also NaN */
                 seconds = 0;
@@ -211,12 +211,12 @@ size_t status_format_text(char *buf, size_t n, const struct status_snap *s)
         put(&o, " - ");
         put_rate(&o, s->books_per_s);
         put(&o, " books/s - %.1f MB/s - elapsed: ", s->bytes_per_s / 1e6);
-        format_duration(d, sizeof d, s->elapsed_s);
+        status_format_duration(d, sizeof d, s->elapsed_s);
         put(&o, "%s", d);
         if (s->total >= 0 && (uint64_t)s->total > done) {
                 if (s->books_per_s > 0) {
-                        format_duration(d, sizeof d,
-                                        (double)((uint64_t)s->total - done) / s->books_per_s);
+                        status_format_duration(
+                            d, sizeof d, (double)((uint64_t)s->total - done) / s->books_per_s);
                         put(&o, " (ETA: %s)", d);
                 } else {
                         put(&o, " (ETA: unknown)");
@@ -366,14 +366,14 @@ static void live_books(struct live_line *l, const struct status_snap *s)
         live_put(l, NULL, " - %s books/s - %.1f MB/s", rate, finite_or_zero(s->bytes_per_s) / 1e6);
         if (s->total >= 0 && (uint64_t)s->total > done) {
                 if (s->books_per_s > 0) {
-                        format_duration(t, sizeof t,
-                                        (double)((uint64_t)s->total - done) / s->books_per_s);
+                        status_format_duration(
+                            t, sizeof t, (double)((uint64_t)s->total - done) / s->books_per_s);
                         live_put(l, NULL, " - ETA %s", t);
                 } else {
                         live_put(l, NULL, " - ETA unknown");
                 }
         }
-        format_duration(t, sizeof t, s->elapsed_s);
+        status_format_duration(t, sizeof t, s->elapsed_s);
         live_put(l, NULL, " - elapsed %s", t);
 }
 

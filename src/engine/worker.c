@@ -278,7 +278,7 @@ static void wake_from_pool(void *arg)
 static bool worker_done(struct worker *w)
 {
         struct run *r = w->run;
-        if (atomic_load(&r->aborting) && w->holds && now_ns() >= r->abort_deadline_ns)
+        if (atomic_load(&r->aborting) && w->holds && util_now_ns() >= r->abort_deadline_ns)
                 return !w->busy_books && !w->keys_out;
         if (w->busy_books || w->keys_out || w->holds)
                 return false;

@@ -100,7 +100,7 @@ static void header_file_refresh(struct auth *a)
         free(text);
         if (!parsed)
                 return;
-        free_secret(a->header_text);
+        util_free_secret(a->header_text);
         a->header_text = parsed;
         a->header_st = st;
         if (st.st_mode & 077)
@@ -252,7 +252,7 @@ static int oauth_refresh(struct auth *a, char *msg, size_t msglen)
         }
         json_int_t expires_in = json_integer_value(json_object_get(root, "expires_in"));
         pthread_mutex_lock(&a->lock);
-        free_secret(a->access_token);
+        util_free_secret(a->access_token);
         a->access_token = strdup(token);
         a->expires_at = time(NULL) + (expires_in > 0 ? expires_in : 3600);
         a->gen++;
@@ -348,11 +348,11 @@ void auth_close(struct auth *a)
                 pthread_mutex_unlock(&a->lock);
                 pthread_join(a->thread, NULL);
         }
-        free_secret(a->header_text);
-        free_secret(a->client_id);
-        free_secret(a->client_secret);
-        free_secret(a->refresh_token);
-        free_secret(a->access_token);
+        util_free_secret(a->header_text);
+        util_free_secret(a->client_id);
+        util_free_secret(a->client_secret);
+        util_free_secret(a->refresh_token);
+        util_free_secret(a->access_token);
         free(a->token_uri);
         pthread_cond_destroy(&a->wake);
         pthread_mutex_destroy(&a->lock);

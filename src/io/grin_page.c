@@ -83,7 +83,7 @@ int grin_barcode_of(const char *barcode_col, const char *filename, char out[65])
                 if (n > sl && !strcmp(filename + n - sl, GRIN_SUFFIX))
                         n -= sl;
         }
-        if (!src || barcode_invalid(src, n))
+        if (!src || feeder_barcode_invalid(src, n))
                 return -EINVAL;
         memcpy(out, src, n);
         out[n] = 0;
@@ -109,7 +109,7 @@ static int give_columns(struct grin_page *p)
 static const char *valid_filename(const char *f)
 {
         size_t n = strlen(f), sl = strlen(GRIN_SUFFIX);
-        if (n <= sl || strcmp(f + n - sl, GRIN_SUFFIX) || barcode_invalid(f, n))
+        if (n <= sl || strcmp(f + n - sl, GRIN_SUFFIX) || feeder_barcode_invalid(f, n))
                 return NULL;
         return f;
 }

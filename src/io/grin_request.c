@@ -80,7 +80,7 @@ static int recount(struct grin_req *r, char *msg, size_t msglen)
         struct grin_sink sink = {.row = count_row, .ud = &n};
         int err = grin_list_fetch(r->site, GRIN_LIST_IN_PROCESS, &sink, msg, msglen);
         pthread_mutex_lock(&r->lock);
-        r->last_count_ns = now_ns();
+        r->last_count_ns = util_now_ns();
         if (!err) {
                 if (!r->stats.requests)
                         r->stats.in_process_at_open = n;
@@ -236,7 +236,7 @@ static void slot_done(struct grin_req *r, struct slot *s, CURLcode rc)
                 if (!s->refreshed && r->site->auth && auth_unauthorized(r->site->auth, s->gen)) {
                         s->refreshed = true;
                         s->state = SLOT_WAIT_TOKEN;
-                        s->deadline = now_ns() + TOKEN_WAIT_NS;
+                        s->deadline = util_now_ns() + TOKEN_WAIT_NS;
                         return;
                 }
                 give_back_room(r, s->n);
@@ -253,7 +253,7 @@ static void slot_done(struct grin_req *r, struct slot *s, CURLcode rc)
                 give_all(r, s, GRIN_NOT_SENT, "GRIN's conversion queue is full (HTTP 429)");
         } else if ((rc != CURLE_OK || st >= 500) && ++s->tries < TRIES) {
                 s->state = SLOT_WAIT_RETRY;
-                s->deadline = now_ns() + (1000000000ull << (s->tries - 1));
+                s->deadline = util_now_ns() + (1000000000ull << (s->tries - 1));
         } else {
                 if (rc != CURLE_OK)
                         snprintf(detail, sizeof detail, "%s",
@@ -324,7 +324,7 @@ static void take_pending(struct grin_req *r)
         struct slot *s;
         while (r->count && (s = free_slot(r))) {
                 if (!r->stats.queue_full && !r->stats.room &&
-                    now_ns() - r->last_count_ns >= RECOUNT_NS) {
+                    util_now_ns() - r->last_count_ns >= RECOUNT_NS) {
                         pthread_mutex_unlock(&r->lock);
                         char msg[GRIN_URL_MAX + 256];
                         if (recount(r, msg, sizeof msg))
@@ -374,7 +374,7 @@ static void *req_thread(void *arg)
                                 curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
                                 slot_done(r, s, m->data.result);
                         }
-                slots_waiting(r, now_ns());
+                slots_waiting(r, util_now_ns());
                 bool waiting = false;
                 for (unsigned i = 0; i < r->c.in_flight; i++)
                         waiting |= r->slots[i].state >= SLOT_WAIT_TOKEN;
@@ -465,7 +465,7 @@ int grin_req_open(struct grin_req **out, const struct grin_site *site,
 
 int grin_req_submit(struct grin_req *r, const char *barcode, bool wait)
 {
-        assert(!barcode_invalid(barcode, strlen(barcode)));
+        assert(!feeder_barcode_invalid(barcode, strlen(barcode)));
         pthread_mutex_lock(&r->lock);
         while (r->count == r->c.pending_max && wait)
                 pthread_cond_wait(&r->space, &r->lock);

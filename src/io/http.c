@@ -188,3 +188,26 @@ int http_redirect_check(const char *from, const char *to, bool *keep_credentials
         curl_free(tp);
         return ret;
 }
+
+const char *http_failure_cause(CURLcode rc)
+{
+        switch (rc) {
+        case CURLE_RECV_ERROR:
+        case CURLE_SEND_ERROR:
+        case CURLE_GOT_NOTHING:
+                return "reset";
+        case CURLE_PARTIAL_FILE:
+                return "short";
+        case CURLE_OPERATION_TIMEDOUT:
+                return "timeout";
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+                return "connect";
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_PEER_FAILED_VERIFICATION:
+                return "tls";
+        default:
+                return "network";
+        }
+}

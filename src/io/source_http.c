@@ -56,11 +56,12 @@ struct http_slot {
         unsigned auth_gen;
         uint64_t off; /* body bytes taken by the owner */
         bool paused;  /* the owner said SOURCE_PAUSE */
+        bool in_data; /* inside the owner's data(): libcurl's write callback */
         enum { FLOW_OK, FLOW_STALLED, FLOW_SLOW, FLOW_LATE } flow;
         uint64_t started_ns, last_byte_ns;
         uint64_t window_ns, window_bytes; /* start of the --min-rate window */
         int stop_rc;
-        struct loop_op resume_op; /* resumes from the loop, never inside resume() */
+        struct loop_op resume_op; /* resumes from the loop when resume() comes from data() */
         struct loop_op later_op;  /* reports a failure or starts a redirect's hop */
         struct source_result later_res;
         char later_detail[512];
@@ -91,7 +92,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 {
         struct http_slot *h = ud;
         size_t len = size * nmemb;
-        h->last_byte_ns = now_ns();
+        h->last_byte_ns = util_now_ns();
         long st = h->head.status;
         if (st != 200 && !(st == 206 && h->want_off))
                 return len; /* an error page or a redirect's body: read and dropped */
@@ -115,7 +116,9 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
                 h->stop_rc = STOP_HTML;
                 return 0;
         }
+        h->in_data = true;
         int rc = h->ev->data(h->owner, h->off, (const uint8_t *)p, len);
+        h->in_data = false;
         if (rc == SOURCE_PAUSE) {
                 /* libcurl keeps these bytes, stops reading the socket, and hands them over
                  * again from their start once resumed. */
@@ -141,7 +144,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 {
         struct http_slot *h = ud;
         const struct http_source *src = h->src;
-        uint64_t now = now_ns(), got = dlnow > 0 ? (uint64_t)dlnow : 0;
+        uint64_t now = util_now_ns(), got = dlnow > 0 ? (uint64_t)dlnow : 0;
         if (src->deadline_ns && now - h->started_ns > src->deadline_ns) {
                 h->flow = FLOW_LATE;
                 return 1;
@@ -183,7 +186,7 @@ static int request_start(struct http_slot *h)
         h->flow = FLOW_OK;
         h->stop_rc = 0;
         h->off = 0;
-        h->started_ns = h->last_byte_ns = h->window_ns = now_ns();
+        h->started_ns = h->last_byte_ns = h->window_ns = util_now_ns();
         h->window_bytes = 0;
         curl_easy_setopt(e, CURLOPT_URL, h->url);
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -298,30 +301,6 @@ static void unauthorized(struct http_slot *h, struct source_result *res, char *d
         snprintf(detail, dlen, "source: %s: the credentials were refused", what);
 }
 
-/* A transfer libcurl gave up on, as the metrics count its retries. */
-static const char *curl_cause(CURLcode rc)
-{
-        switch (rc) {
-        case CURLE_RECV_ERROR:
-        case CURLE_SEND_ERROR:
-        case CURLE_GOT_NOTHING:
-                return "reset";
-        case CURLE_PARTIAL_FILE:
-                return "short";
-        case CURLE_OPERATION_TIMEDOUT:
-                return "timeout";
-        case CURLE_COULDNT_CONNECT:
-        case CURLE_COULDNT_RESOLVE_HOST:
-        case CURLE_COULDNT_RESOLVE_PROXY:
-                return "connect";
-        case CURLE_SSL_CONNECT_ERROR:
-        case CURLE_PEER_FAILED_VERIFICATION:
-                return "tls";
-        default:
-                return "network";
-        }
-}
-
 /* The verdict on a finished answer; false when a redirect's next hop is under way. */
 static bool verdict(struct http_slot *h, CURLcode rc, struct source_result *res, char *detail,
                     size_t dlen)
@@ -372,7 +351,7 @@ static bool verdict(struct http_slot *h, CURLcode rc, struct source_result *res,
                          h->errbuf);
         } else if (rc != CURLE_OK) {
                 res->status = SOURCE_TRANSIENT;
-                res->cause = curl_cause(rc);
+                res->cause = http_failure_cause(rc);
                 snprintf(detail, dlen, "source: %s",
                          h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc));
         } else if (st == 200 || (st == 206 && h->want_off)) {
@@ -422,13 +401,17 @@ static void on_done(struct xfer *x, CURLcode rc)
 
 /* ---- ops --------------------------------------------------------------------------- */
 
-static void on_resume(struct loop_op *op, int res)
+static void unpause(struct http_slot *h)
 {
-        struct http_slot *h = container_of(op, struct http_slot, resume_op);
         if (h->active && h->paused) {
                 h->paused = false;
                 curl_easy_pause(h->x.easy, CURLPAUSE_CONT);
         }
+}
+
+static void on_resume(struct loop_op *op, int res)
+{
+        unpause(container_of(op, struct http_slot, resume_op));
 }
 
 static void http_begin(struct source_slot *ss, const struct source_request *req)
@@ -450,11 +433,19 @@ static void http_begin(struct source_slot *ss, const struct source_request *req)
                            strerror(-err));
 }
 
+/* From the owner's loop callbacks (a staging write done, a key derived) libcurl is unpaused
+ * at once: it hands over the bytes it holds before this returns, and the socket is read
+ * again in the same loop turn, not one turn later. From inside data() (libcurl's write
+ * callback) unpausing would recurse into it, so that case goes through the loop. */
 static void http_resume(struct source_slot *ss)
 {
         struct http_slot *h = slot_of(ss);
-        if (!h->resume_op.timer_armed)
+        if (!h->in_data) {
+                loop_cancel(worker_loop(h->w), &h->resume_op);
+                unpause(h);
+        } else if (!h->resume_op.timer_armed) {
                 loop_timer(worker_loop(h->w), &h->resume_op, 0);
+        }
 }
 
 static void http_abort(struct source_slot *ss)

@@ -115,3 +115,14 @@ void pgp_bench_sha_ni(bool on)
 {
         sha1x_force_off(!on);
 }
+
+void pgp_bench_fused(bool on)
+{
+        cfbx_force_off(!on);
+}
+
+bool pgp_bench_fused_available(void)
+{
+        cfbx_force_off(false);
+        return cfbx_available();
+}

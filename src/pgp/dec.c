@@ -92,7 +92,7 @@ int pgp_new(struct pgp_dec **out)
         if (!d)
                 return PGP_ENOMEM;
         /* Only the first slot is touched unless the MDC thread is on. */
-        d->ptbuf = malloc((size_t)PGP_N_SLOTS * PGP_SLOT);
+        d->ptbuf = aligned_alloc(64, (size_t)PGP_N_SLOTS * PGP_SLOT);
         d->zout = malloc(PGP_ZOUT);
         d->gc.buf = malloc(PGP_GATHER);
         d->gz.buf = malloc(PGP_GATHER);
@@ -120,6 +120,7 @@ void pgp_free(struct pgp_dec *d)
         explicit_bzero(d->pass, sizeof d->pass);
         explicit_bzero(&d->m, sizeof d->m);
         explicit_bzero(&d->offer, sizeof d->offer);
+        cfb_wipe(&d->cfb);
         free(d->ptbuf);
         free(d->zout);
         free(d->gc.buf);
@@ -149,7 +150,7 @@ void pgp_reset(struct pgp_dec *d, const char *pass, size_t passlen, pgp_sink_fn 
         explicit_bzero(&d->m, sizeof d->m);
         explicit_bzero(&d->offer, sizeof d->offer);
         d->gc.len = d->gz.len = d->go.len = 0;
-        EVP_CIPHER_CTX_reset(d->cfb.ecb);
+        cfb_wipe(&d->cfb);
         d->sink = sink;
         d->sink_ctx = sink_ctx;
         if (passlen > PGP_PASS_MAX) {

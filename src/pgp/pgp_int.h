@@ -7,7 +7,8 @@
  *   mdc.c     the decrypted stream: slices, MDC hold-back, SHA-1 (maybe on its thread)
  *   inner.c   the packets inside: compressed and literal data, plaintext to the sink
  *   algos.c   OpenPGP algorithm ids and OpenSSL fetches; s2k.c the string-to-key;
- *   sha1x.c   SHA-NI SHA-1 for the S2K; cfb.c OpenPGP CFB; decomp.c ZIP/ZLIB/BZip2;
+ *   sha1x.c   SHA-NI SHA-1 for the S2K; cfb.c OpenPGP CFB; cfbx.c (and cfbx_impl.h) its
+ *             AES-NI loop, fused with the MDC's SHA-1; decomp.c ZIP/ZLIB/BZip2;
  *   bench.c   include/quire/pgp/pgp_bench.h
  * Nothing outside src/pgp/ includes this but the decryptor's own unit tests. */
 #ifndef QUIRE_PGP_INT_H
@@ -44,7 +45,11 @@
 #define PGP_N_HASHES  12
 /* Slices in flight between the decrypting thread and the MDC thread. */
 #define PGP_N_SLOTS 8
-#define PGP_SLOT    (PGP_MDC_LEN + PGP_SLICE)
+/* A slot's headroom in front of its slice: the held-back tail (PGP_MDC_LEN) and the
+ * bytes of a partial SHA-1 block before it (< 64) go there, so the slice is hashed as one
+ * contiguous run of whole blocks. */
+#define PGP_HEAD 128
+#define PGP_SLOT (PGP_HEAD + PGP_SLICE)
 
 /* ---- packet.c: one reader per nesting level turns bytes into header, body and end
  * events, whatever the chunking. */
@@ -125,6 +130,51 @@ size_t sha1x_work_size(size_t unit_len);
 int sha1x_s2k(const uint8_t *unit, size_t unit_len, uint64_t count, unsigned nstreams,
               uint8_t (*digests)[SHA1X_DIGEST], uint8_t *work, size_t work_len);
 
+/* ---- cfbx.c: AES-NI CFB fused with the MDC's SHA-1 on the SHA extensions. A lone
+ * SHA-1 stream waits on its SHA1RNDS4 chain; CFB decryption has no chain, so one loop
+ * doing both runs the AES rounds in the SHA chain's bubbles. */
+#define AESX_MAX_ROUNDS 14
+
+/* AES round keys for AES-NI encryption. */
+struct aesx {
+        _Alignas(16) uint8_t rk[16 * (AESX_MAX_ROUNDS + 1)];
+        unsigned rounds;
+};
+
+/* SHA-1 of a stream fed 64-byte blocks at a time: h after len bytes, then blen bytes
+ * waiting in buf for the rest of their block. */
+struct sha1s {
+        uint32_t h[5];
+        uint64_t len;
+        unsigned blen;
+        uint8_t buf[64];
+};
+
+/* True when the CPU has AES-NI, SHA-NI, SSSE3 and SSE4.1 (cpuid, checked once) and the
+ * path has not been turned off by cfbx_force_off. */
+bool cfbx_available(void);
+/* Turns the AES-NI path off (true) or back on (false), process-wide, for keys expanded
+ * afterwards; for tests and `quire bench decrypt`. */
+void cfbx_force_off(bool off);
+/* Makes the kernels use SHA1MSG1/SHA1MSG2 for the whole schedule even where AVX-512VL
+ * could take most of it (true), or not (false); process-wide, for tests. */
+void cfbx_force_no_avx512(bool off);
+/* 0, or -1 when cfbx_available() is false or keylen is not 16, 24 or 32. */
+int cfbx_aes_init(struct aesx *k, const uint8_t *key, unsigned keylen);
+/* out = E(in), one block. */
+void cfbx_aes_encrypt(const struct aesx *k, const uint8_t *in, uint8_t *out);
+/* OpenPGP CFB over nblk whole blocks of in into out (no overlap), iv the ciphertext block
+ * before them (updated); meanwhile hashes into h the nsha 64-byte blocks that start lead
+ * bytes before out, which must lie inside the blocks decrypted or before them (64 nsha
+ * <= 16 nblk + lead) and be plaintext already where they lie before out. */
+void cfbx_aes_cfb(const struct aesx *k, const uint8_t *in, uint8_t *out, size_t nblk, uint8_t *iv,
+                  uint32_t *h, size_t lead, size_t nsha);
+void cfbx_sha1_init(struct sha1s *s);
+/* Hashes n bytes (needs cfbx_available()). */
+void cfbx_sha1_update(struct sha1s *s, const uint8_t *p, size_t n);
+/* Hashes the n <= 55 bytes at tail after the stream and writes the digest (20 bytes). */
+void cfbx_sha1_final(struct sha1s *s, const uint8_t *tail, size_t n, uint8_t *digest);
+
 /* ---- cfb.c: OpenPGP CFB without resynchronisation (what SEIPD and SKESK session keys
  * use), with a zero IV. The keystream comes from ECB over whole runs of ciphertext, so it
  * runs at the cipher's parallel speed instead of EVP's block-at-a-time CFB. */
@@ -133,6 +183,8 @@ int sha1x_s2k(const uint8_t *unit, size_t unit_len, uint64_t count, unsigned nst
 
 struct cfb {
         EVP_CIPHER_CTX *ecb;
+        struct aesx ax;
+        bool fast; /* an AES key on AES-NI: ax, not ecb, makes the keystream */
         unsigned bs;
         unsigned pos;              /* bytes of the current block already used */
         uint8_t iv[PGP_MAX_BLOCK]; /* ciphertext block the next keystream comes from */
@@ -141,8 +193,15 @@ struct cfb {
 };
 
 int cfb_init(struct cfb *c, const EVP_CIPHER *ciph, const uint8_t *key, unsigned bs);
+/* Forgets the key (both EVP's and the AES-NI round keys) and the keystream in hand. */
+void cfb_wipe(struct cfb *c);
 /* Decrypts n bytes of in to out (no overlap); any n, any split gives the same bytes. */
 int cfb_decrypt(struct cfb *c, const uint8_t *in, uint8_t *out, size_t n);
+/* cfb_decrypt, and (c->fast only) the nsha 64-byte blocks from lead bytes before out
+ * into s->h in the same loop; they must end PGP_MDC_LEN bytes or more before out + n, so
+ * they never wait on the tail block's keystream. */
+int cfb_decrypt_hash(struct cfb *c, const uint8_t *in, uint8_t *out, size_t n, struct sha1s *s,
+                     size_t lead, size_t nsha);
 /* out = a ^ b over n bytes (out may be a or b, no other overlap), in wide vectors. */
 void cfb_xor(uint8_t *out, const uint8_t *a, const uint8_t *b, size_t n);
 
@@ -194,7 +253,10 @@ struct pgp_msg {
         int ncand;
         uint8_t qc[PGP_QC_LEN];
         size_t qclen;
-        /* mdc.c */
+        /* mdc.c. own_sha: the MDC's SHA-1 is sha (cfbx.c), not EVP's; fused: it runs in
+         * CFB's loop */
+        bool own_sha, fused;
+        struct sha1s sha;
         size_t prefix_left, holdlen;
         uint8_t hold[PGP_MDC_LEN];
         /* inner.c */
@@ -222,7 +284,7 @@ struct pgp_hasher {
 };
 
 struct pgp_dec {
-        uint8_t *ptbuf; /* PGP_N_SLOTS slots: PGP_MDC_LEN of headroom, then PGP_SLICE */
+        uint8_t *ptbuf; /* PGP_N_SLOTS slots: PGP_HEAD of headroom, then PGP_SLICE */
         uint8_t *zout;
         /* small pieces of ciphertext (outer.c), compressed data and plaintext (inner.c) */
         struct pgp_gather gc, gz, go;

@@ -283,7 +283,9 @@ start_s3rver() {
 	mkdir -p "$d/data"
 	for b in "${buckets[@]}"; do args+=(--configure-bucket "$b"); done
 	# Port 0: the kernel picks, s3rver prints it once listening (no race with free_port).
-	node "$NODE_MODULES/s3rver/bin/s3rver.js" -d "$d/data" -a 127.0.0.1 -p 0 \
+	# The legacy provider: s3rver 3.7 makes ListObjectsV2 continuation tokens with DES,
+	# which Node 20's OpenSSL 3 refuses (a truncated listing then answers 500).
+	NODE_OPTIONS=--openssl-legacy-provider node "$NODE_MODULES/s3rver/bin/s3rver.js" -d "$d/data" -a 127.0.0.1 -p 0 \
 		--no-vhost-buckets "${args[@]}" </dev/null >"$d/log" 2>&1 &
 	S3RVER_PID=$!
 	on_exit stop_pid "$S3RVER_PID"

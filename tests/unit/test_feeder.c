@@ -61,7 +61,7 @@ static void test_barcode_invalid_reasons(void **state)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
                 const struct reason_case *c = &cases[i];
                 size_t n = c->n ? c->n : strlen(c->s);
-                const char *why = barcode_invalid(c->s, n);
+                const char *why = feeder_barcode_invalid(c->s, n);
                 if (!c->why) {
                         if (why)
                                 fail_msg("case %zu \"%s\": unexpected \"%s\"", i, c->s, why);

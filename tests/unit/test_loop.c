@@ -88,7 +88,7 @@ static void probe_init(struct probe *p, struct loop *l, int id)
 static void arm(struct probe *p, uint64_t delay_ns)
 {
         p->armed = true;
-        p->due_ns = now_ns() + delay_ns;
+        p->due_ns = util_now_ns() + delay_ns;
         loop_timer(p->l, &p->op, delay_ns);
 }
 
@@ -96,10 +96,10 @@ static void arm(struct probe *p, uint64_t delay_ns)
  * (after GIVE_UP_NS) instead of hanging it. */
 static void run_until(struct loop *l, const int *count, int want)
 {
-        uint64_t give_up = now_ns() + GIVE_UP_NS;
+        uint64_t give_up = util_now_ns() + GIVE_UP_NS;
         while (*count < want) {
                 assert_true(loop_run(l, 5 * MS) >= 0);
-                assert_true(now_ns() < give_up);
+                assert_true(util_now_ns() < give_up);
         }
 }
 
@@ -124,7 +124,7 @@ static void close_pipe(int fds[2])
 
 static void check_not_early(struct probe *p)
 {
-        assert_true(now_ns() >= p->due_ns);
+        assert_true(util_now_ns() >= p->due_ns);
 }
 
 /* Fired in deadline order (two at one delay in the order armed), none before its deadline. */
@@ -240,13 +240,13 @@ static void test_timer_rearms_itself_at_zero(void **state)
         arm(&t, 0);
         loop_poll(l, &p.op, fds[0], POLLIN);
         int turns = 0;
-        uint64_t give_up = now_ns() + GIVE_UP_NS;
+        uint64_t give_up = util_now_ns() + GIVE_UP_NS;
         while (t.calls <= 1000) {
                 int before = t.calls;
                 assert_true(loop_run(l, 5 * MS) >= 0);
                 turns++;
                 assert_true(t.calls - before <= 2);
-                assert_true(now_ns() < give_up);
+                assert_true(util_now_ns() < give_up);
                 if (turns == 3)
                         assert_int_equal(p.calls, 1); /* served while the timer spins */
         }
@@ -275,7 +275,7 @@ static unsigned storm_rand(void)
 static void storm_step(struct probe *p)
 {
         assert_true(p->armed); /* cancelled timers never fire */
-        assert_true(now_ns() >= p->due_ns);
+        assert_true(util_now_ns() >= p->due_ns);
         p->armed = false;
         if (++storm_firings >= STORM_FIRINGS)
                 return;
@@ -531,10 +531,10 @@ static void test_inflight_after_cancel(void **state)
         assert_false(p.op.pending);
         /* The kernel still holds it until the cancellation completes. */
         assert_int_equal(loop_inflight(l), uring ? 1 : 0);
-        uint64_t give_up = now_ns() + GIVE_UP_NS;
+        uint64_t give_up = util_now_ns() + GIVE_UP_NS;
         while (loop_inflight(l) > 0) {
                 assert_true(loop_run(l, MS) >= 0);
-                assert_true(now_ns() < give_up);
+                assert_true(util_now_ns() < give_up);
         }
         /* Ready now, but cancelled: never reported. */
         assert_int_equal(write(fds[1], "x", 1), 1);
@@ -719,10 +719,10 @@ static void test_async_close_from_callback(void **state)
         b.close_this = &a.a;
         loop_async_send(&a.a);
         loop_async_send(&b.a);
-        uint64_t give_up = now_ns() + GIVE_UP_NS;
+        uint64_t give_up = util_now_ns() + GIVE_UP_NS;
         while (a.calls + b.calls == 0) {
                 assert_true(loop_run(l, 5 * MS) >= 0);
-                assert_true(now_ns() < give_up);
+                assert_true(util_now_ns() < give_up);
         }
         run_turns(l, 3);
         assert_int_equal(a.calls + b.calls, 1);
@@ -773,10 +773,10 @@ static void test_async_from_threads(void **state)
         for (int i = 0; i < SENDERS; i++)
                 assert_int_equal(pthread_create(&t[i], NULL, many_sends, &w), 0);
         const unsigned long total = (unsigned long)SENDERS * SENDS_PER_THREAD;
-        uint64_t give_up = now_ns() + 6 * GIVE_UP_NS;
+        uint64_t give_up = util_now_ns() + 6 * GIVE_UP_NS;
         while (w.seen < total) {
                 assert_true(loop_run(l, 5 * MS) >= 0);
-                assert_true(now_ns() < give_up);
+                assert_true(util_now_ns() < give_up);
         }
         for (int i = 0; i < SENDERS; i++)
                 pthread_join(t[i], NULL);
@@ -820,7 +820,7 @@ static void test_async_publishes(void **state)
         wake_init(&w, l, on_ping);
         pthread_t t;
         assert_int_equal(pthread_create(&t, NULL, ping, &w), 0);
-        uint64_t give_up = now_ns() + 6 * GIVE_UP_NS;
+        uint64_t give_up = util_now_ns() + 6 * GIVE_UP_NS;
         int last = 0;
         while (w.calls < ROUNDS) {
                 assert_true(loop_run(l, 5 * MS) >= 0);
@@ -828,7 +828,7 @@ static void test_async_publishes(void **state)
                         assert_int_equal(w.plain_seen, (unsigned long)w.calls);
                         last = w.calls;
                 }
-                assert_true(now_ns() < give_up);
+                assert_true(util_now_ns() < give_up);
         }
         pthread_join(t, NULL);
         assert_int_equal(w.calls, ROUNDS);

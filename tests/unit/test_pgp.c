@@ -1,6 +1,7 @@
 /* Unit tests of the decryptor through its library API, on the gpg-made messages of the
  * fuzz seed corpus (passphrase "quire-fuzz"; most hold `seq 1 3000`). */
 #include "quire/pgp/pgp.h"
+#include "quire/pgp/pgp_bench.h"
 
 #include <errno.h>
 #include <setjmp.h>
@@ -284,6 +285,75 @@ static void test_mdc_thread(void **state)
         dec = plain;
 }
 
+/* One message three ways: the fused AES-NI CFB + SHA-1 loop (the default on one thread
+ * where the CPU has it), the EVP path it stands in for, and the MDC thread. They must give
+ * the same bytes and the same verdict; returns the verdict. */
+static int three_ways(struct pgp_dec *thr, const uint8_t *in, size_t len, size_t chunk,
+                      struct buf *outs)
+{
+        int r[3];
+        r[0] = decrypt(dec, in, len, chunk, "quire bench", &outs[0]);
+        pgp_bench_fused(false);
+        r[1] = decrypt(dec, in, len, chunk, "quire bench", &outs[1]);
+        pgp_bench_fused(true);
+        r[2] = decrypt(thr, in, len, chunk, "quire bench", &outs[2]);
+        for (int i = 1; i < 3; i++) {
+                if (r[i] != r[0])
+                        fail_msg("%zu bytes in %zu-byte chunks: verdict %d on path 0, %d on %d",
+                                 len, chunk, r[0], r[i], i);
+                if (!r[0] && (outs[i].len != outs[0].len ||
+                              (outs[0].len && memcmp(outs[i].p, outs[0].p, outs[0].len))))
+                        fail_msg("%zu bytes in %zu-byte chunks: path %d's plaintext differs", len,
+                                 chunk, i);
+        }
+        return r[0];
+}
+
+/* Messages of lengths around the AES block, the SHA-1 block, the MDC hold-back and the
+ * slice, for AES-128/192/256 (fused) and CAST5 and Camellia (not), fed in pieces of
+ * awkward sizes so every alignment of the slices against both blocks comes up; then the
+ * same messages tampered with (ciphertext, MDC packet header, MDC hash) and cut short. */
+static void test_fused_paths(void **state)
+{
+        if (!pgp_bench_fused_available())
+                printf("no AES-NI/SHA-NI on this CPU: the paths compared are all EVP's\n");
+        struct pgp_dec *thr;
+        assert_int_equal(pgp_new(&thr), 0);
+        assert_int_equal(pgp_set_mdc_thread(thr), 0);
+        static const int ciphers[] = {9, 8, 7, 3, 13};
+        static const size_t sizes[] = {0,  1,  15, 16,  17,          41,         42,    43,
+                                       63, 64, 65, 200, 131072 - 30, 131072 + 7, 300001};
+        static const size_t chunks[] = {1, 7, 15, 16, 17, 65536, 1 << 20};
+        struct buf outs[3] = {{0}};
+        for (size_t c = 0; c < sizeof ciphers / sizeof ciphers[0]; c++)
+                for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+                        struct pgp_bench_msg m;
+                        assert_int_equal(pgp_bench_build(&m, ciphers[c], sizes[z], "quire bench"),
+                                         0);
+                        for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
+                                if (chunks[k] < 16 && sizes[z] > 1000)
+                                        continue;
+                                int r = three_ways(thr, m.p, m.len, chunks[k], outs);
+                                if (r)
+                                        fail_msg("%s, %zu bytes: %s", m.name, sizes[z],
+                                                 pgp_detail(dec));
+                                assert_int_equal(outs[0].len, sizes[z]);
+                        }
+                        size_t at[] = {m.body_off + m.blklen + 5, m.len / 2, m.len - 22, m.len - 21,
+                                       m.len - 1};
+                        for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+                                m.p[at[i]] ^= 0x10;
+                                assert_int_not_equal(three_ways(thr, m.p, m.len, 4099, outs), 0);
+                                m.p[at[i]] ^= 0x10;
+                        }
+                        assert_int_equal(three_ways(thr, m.p, m.len - 1, 4099, outs), PGP_ETRUNC);
+                        pgp_bench_free(&m);
+                }
+        for (int i = 0; i < 3; i++)
+                free(outs[i].p);
+        pgp_free(thr);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -296,6 +366,7 @@ int main(void)
             cmocka_unit_test(test_strerror),
             cmocka_unit_test(test_mdc_thread),
             cmocka_unit_test(test_one_byte_partials),
+            cmocka_unit_test(test_fused_paths),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -11,6 +11,7 @@
 
 #include "../../src/io/s3/s3_int.h"
 #include "quire/io/sinks.h"
+#include "quire/io/sources.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -336,6 +337,60 @@ static void test_list_uploads_plain(void **state)
         s3_xml_reset(&x);
 }
 
+/* ListObjectsV2 (quire extract's listing): keys decoded, sizes read, common prefixes and
+ * a Contents without a Key passed over, the continuation token taken as it is. */
+struct objects {
+        unsigned n;
+        char keys[8][64];
+        uint64_t sizes[8];
+};
+
+static int collect_object(void *ctx, const char *key, uint64_t size)
+{
+        struct objects *o = ctx;
+        snprintf(o->keys[o->n], sizeof o->keys[0], "%s", key);
+        o->sizes[o->n++] = size;
+        return o->n == 3 ? 7 : 0; /* the third stops the walk */
+}
+
+static void test_list_objects(void **state)
+{
+        struct s3_xml x = {0};
+        assert_int_equal(
+            feed_str(&x,
+                     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+                     "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                     "<Name>b</Name><Prefix>books%2F</Prefix><KeyCount>3</KeyCount>"
+                     "<MaxKeys>1000</MaxKeys><Delimiter>%2F</Delimiter>"
+                     "<EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>"
+                     "<NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="
+                     "</NextContinuationToken>"
+                     "<Contents><Key>books%2FA+B.tar.gz</Key><Size>1234</Size><ETag>&quot;e&quot;"
+                     "</ETag></Contents>"
+                     "<CommonPrefixes><Prefix>books%2Fsub%2F</Prefix></CommonPrefixes>"
+                     "<Contents><Size>5</Size></Contents>"
+                     "<Contents><Key>books%2FC%2BD.tar.gz</Key></Contents>"
+                     "<Contents><Key>books%2FE.tar.gz</Key><Size>12x</Size></Contents>"
+                     "<Contents><Key>books%2FF.tar.gz</Key><Size>1</Size></Contents>"
+                     "</ListBucketResult>",
+                     17),
+            0);
+        assert_string_equal(s3_xml_root(&x), "ListBucketResult");
+        struct objects o = {0};
+        assert_int_equal(s3_xml_objects(&x, collect_object, &o), 7);
+        assert_int_equal(o.n, 3);
+        assert_string_equal(o.keys[0], "books/A B.tar.gz");
+        assert_int_equal(o.sizes[0], 1234);
+        assert_string_equal(o.keys[1], "books/C+D.tar.gz");
+        assert_true(o.sizes[1] == UINT64_MAX);
+        assert_string_equal(o.keys[2], "books/E.tar.gz");
+        assert_true(o.sizes[2] == UINT64_MAX);
+        char tok[128];
+        assert_int_equal(s3_xml_child(&x, "NextContinuationToken", tok, sizeof tok), 0);
+        assert_string_equal(tok, "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=");
+        s3_xml_reset(&x);
+}
+
 static void test_complete_document_escaped(void **state)
 {
         char etags[2][HTTP_ETAG_MAX] = {"abc", "x&<y>"};
@@ -493,6 +548,46 @@ static void test_open_interrupted(void **state)
         close(fd);
 }
 
+/* The S3 source (quire extract s3://...) checks at open like the sink, and says which
+ * source it is. */
+static void test_source_open_interrupted(void **state)
+{
+        set_credentials();
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t al = sizeof a;
+        assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+        assert_int_equal(listen(fd, 8), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+        char ep[64], msg[512] = "";
+        snprintf(ep, sizeof ep, "http://127.0.0.1:%u", ntohs(a.sin_port));
+        struct source *s = NULL;
+        struct source_s3_config cfg = {
+            .url = "s3://books/x", .endpoint = ep, .interrupted = interrupted_soon};
+        asked = 0;
+        assert_int_equal(source_s3_open(&s, &cfg, msg, sizeof msg), -EINTR);
+        assert_null(s);
+        assert_true(asked > 3);
+        assert_string_equal(msg, "source s3://books/x: interrupted");
+        close(fd);
+}
+
+static void test_source_open_refused(void **state)
+{
+        struct source *s = NULL;
+        char msg[512] = "";
+        struct source_s3_config cfg = {.url = "s3://books/a/../b",
+                                       .endpoint = "http://127.0.0.1:1"};
+        set_credentials();
+        assert_int_equal(source_s3_open(&s, &cfg, msg, sizeof msg), -EINVAL);
+        assert_non_null(strstr(msg, "source s3://books/a/../b: a \".\" or \"..\" segment"));
+        unsetenv("AWS_ACCESS_KEY_ID");
+        cfg.url = "s3://books";
+        assert_int_equal(source_s3_open(&s, &cfg, msg, sizeof msg), -EINVAL);
+        assert_non_null(strstr(msg, "source s3://books: no S3 credentials"));
+        assert_null(s);
+}
+
 int main(void)
 {
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -511,6 +606,7 @@ int main(void)
             cmocka_unit_test(test_initiate_upload_id),
             cmocka_unit_test(test_list_uploads_url_encoded),
             cmocka_unit_test(test_list_uploads_plain),
+            cmocka_unit_test(test_list_objects),
             cmocka_unit_test(test_complete_document_escaped),
             cmocka_unit_test(test_meta_header_safe),
             cmocka_unit_test(test_meta_2kb),
@@ -519,6 +615,8 @@ int main(void)
             cmocka_unit_test(test_open_dot_segment),
             cmocka_unit_test(test_open_no_credentials),
             cmocka_unit_test(test_open_interrupted),
+            cmocka_unit_test(test_source_open_interrupted),
+            cmocka_unit_test(test_source_open_refused),
         };
         int failed = cmocka_run_group_tests(tests, NULL, NULL);
         curl_global_cleanup();

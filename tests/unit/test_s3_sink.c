@@ -380,14 +380,14 @@ static void abort_all(struct sink *s, struct worker *w, uint64_t deadline_ms)
                 if (!jobs[i].done)
                         s->ops->abort(jobs[i].ss);
         printf("abort: %u transfers in flight after abort()\n", w->in_flight);
-        uint64_t start = now_ns(), end = start + deadline_ms * 1000000u;
-        while (w->holds && now_ns() < end)
-                loop_run(w->loop, end - now_ns());
+        uint64_t start = util_now_ns(), end = start + deadline_ms * 1000000u;
+        while (w->holds && util_now_ns() < end)
+                loop_run(w->loop, end - util_now_ns());
         if (w->holds)
                 printf("abort: deadline passed with %u holds\n", w->holds);
         else
                 printf("abort: holds released after %llu ms\n",
-                       (unsigned long long)((now_ns() - start) / 1000000u));
+                       (unsigned long long)((util_now_ns() - start) / 1000000u));
 }
 
 static int usage(void)
@@ -416,9 +416,9 @@ static int drive(int argc, char **argv)
                         cfg.dest = optarg;
                 else if (c == 'e')
                         cfg.s3_endpoint = optarg;
-                else if (c == 'p' && parse_size(optarg, &cfg.part_size) == 0)
+                else if (c == 'p' && util_parse_size(optarg, &cfg.part_size) == 0)
                         continue;
-                else if (c == 'r' && parse_size(optarg, &cfg.max_upload_rate) == 0)
+                else if (c == 'r' && util_parse_size(optarg, &cfg.max_upload_rate) == 0)
                         continue;
                 else if (c == 's')
                         cfg.stall_timeout_s = (unsigned)atoi(optarg);

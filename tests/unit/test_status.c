@@ -35,7 +35,7 @@ static void test_format_duration(void **state)
         };
         char buf[32];
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-                format_duration(buf, sizeof buf, cases[i].s);
+                status_format_duration(buf, sizeof buf, cases[i].s);
                 assert_string_equal(buf, cases[i].want);
         }
 }
@@ -194,7 +194,7 @@ static void test_stats_snap(void **state)
 {
         struct stats st;
         memset(&st, 0, sizeof st);
-        stats_init(&st);
+        status_stats_init(&st);
         atomic_store(&st.ok, 7);
         atomic_store(&st.failed, 2);
         atomic_store(&st.skipped, 1);
@@ -212,7 +212,7 @@ static void test_stats_snap(void **state)
         atomic_store(&st.s2k_ns, 42000000ull);
         struct status_snap s;
         memset(&s, 0xff, sizeof s);
-        stats_snap(&st, &s);
+        status_stats_snap(&st, &s);
         assert_int_equal(s.ok, 7);
         assert_int_equal(s.failed, 2);
         assert_int_equal(s.skipped, 1);
@@ -235,7 +235,7 @@ static void test_stats_snap(void **state)
 
         atomic_store(&st.first_download_ns, 1000000000ull);
         atomic_store(&st.last_download_end_ns, 4000000000ull);
-        stats_snap(&st, &s);
+        status_stats_snap(&st, &s);
         assert_true(s.download_span_s == 3.0);
 }
 

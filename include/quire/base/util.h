@@ -30,35 +30,35 @@ struct qlog_sink {
 void qlog_set_sink(struct qlog_sink *sink);
 
 /* CLOCK_MONOTONIC in ns. */
-uint64_t now_ns(void);
+uint64_t util_now_ns(void);
 
 /* "64MiB", "5M", "1GiB", "4096", "10KiB"; binary units (K = KiB). Returns 0 or -EINVAL. */
-int parse_size(const char *s, uint64_t *out);
+int util_parse_size(const char *s, uint64_t *out);
 
 /* lower-case hex of len bytes into out (2*len+1 bytes). */
-void hex_encode(const uint8_t *in, size_t len, char *out);
+void util_hex_encode(const uint8_t *in, size_t len, char *out);
 
 /* UTC ISO 8601, "2026-11-29T02:40:00Z" (21 bytes with NUL). */
-void utc_iso8601(char out[21]);
+void util_utc_iso8601(char out[21]);
 
 /* Keeps secrets out of core dumps: the process is made not dumpable (PR_SET_DUMPABLE 0)
  * unless allow_core_dumps. 0 or -errno. */
-int secrets_protect(bool allow_core_dumps);
+int util_secrets_protect(bool allow_core_dumps);
 /* Opens /dev/null on whichever of fds 0, 1 and 2 the process was started without. */
-void std_fds_guard(void);
+void util_std_fds_guard(void);
 
 /* Wipes a secret string (passphrase, token, key) and frees it; NULL is fine. */
-void free_secret(char *s);
+void util_free_secret(char *s);
 
 /* Removes the "*.quire-part" files a killed run left in dir; returns how many, or -errno
  * when dir cannot be read (-ENOENT when it does not exist). */
-int remove_quire_parts(const char *dir);
+int util_remove_quire_parts(const char *dir);
 
 /* Reads a passphrase: first line of path (up to its "\n", as
  * gpg --passphrase-file reads it), or $QUIRE_PASSPHRASE when path is NULL. Warns when the
  * file is readable by group or others. The variable is wiped in place and unset once
  * read (it would show in /proc/PID/environ for the whole run). Returns a malloc'd string or NULL
  * with a message already printed. */
-char *read_passphrase(const char *path, size_t *len);
+char *util_read_passphrase(const char *path, size_t *len);
 
 #endif

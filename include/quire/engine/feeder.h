@@ -16,7 +16,7 @@
  * "starts with '.'", "contains '..'", "longer than 64 bytes", "empty". Accepted: ASCII
  * letters, digits, '-', '_', '.', not leading, no "..", at most BARCODE_MAX bytes. The
  * first bad byte is reported before the length. */
-const char *barcode_invalid(const char *s, size_t n);
+const char *feeder_barcode_invalid(const char *s, size_t n);
 
 struct feeder;
 

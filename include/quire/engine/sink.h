@@ -29,6 +29,10 @@ struct sink {
         /* lookup() answers the source ETag stored with an object, so the engine can skip a
          * book unchanged at the source; false: it only says whether the name is taken. */
         bool lookup_etag;
+        /* deliver() reads the staging file's bytes (an upload): the engine then keeps them
+         * in the page cache; false (a directory renames the file into place): it writes
+         * them with O_DIRECT, since nobody reads them again soon. */
+        bool reads_staging;
 };
 
 /* One user-metadata entry stored with the object (S3: x-amz-meta-NAME). */

@@ -5,7 +5,9 @@
  *
  * Threads: slot_new, slot_free, begin, resume and abort run on the worker thread that
  * owns the slot; close on the main thread after every worker has ended. The callbacks are
- * called from the worker's loop, never from inside begin() or resume(). */
+ * called from the worker's loop, never from inside begin(); resume() may deliver data()
+ * before it returns (the bytes the source held), so the owner calls it only where it can
+ * take them. */
 #ifndef QUIRE_ENGINE_SOURCE_H
 #define QUIRE_ENGINE_SOURCE_H
 

@@ -52,9 +52,9 @@ struct stats {
 };
 
 /* Initialises what struct stats holds besides zeroed atomics (its slot times' locks). */
-void stats_init(struct stats *s);
+void status_stats_init(struct stats *s);
 
-/* A consistent-enough copy of everything one status line shows. stats_snap fills what
+/* A consistent-enough copy of everything one status line shows. status_stats_snap fills what
  * struct stats holds (busy times up to now) and zeroes the rest (total = -1,
  * last_failure NULL); the caller sets the limits, queued, total, elapsed_s and
  * last_failure, then status_window_update sets the rates. */
@@ -73,7 +73,7 @@ struct status_snap {
         const char *last_failure;        /* "BARCODE: why", or NULL; the live view shows it */
 };
 
-void stats_snap(struct stats *s, struct status_snap *out);
+void status_stats_snap(struct stats *s, struct status_snap *out);
 /* Books finished, whatever their outcome (conversion-failed ones are in failed). */
 uint64_t status_done(const struct status_snap *s);
 
@@ -125,6 +125,6 @@ size_t status_format_json(char *buf, size_t n, const char *event, const struct s
 unsigned status_format_live(char *buf, const struct status_snap *s, unsigned width, bool color);
 
 /* "1h 2m", "3m 4s", "5s" */
-void format_duration(char *buf, size_t n, double seconds);
+void status_format_duration(char *buf, size_t n, double seconds);
 
 #endif

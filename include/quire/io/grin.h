@@ -55,7 +55,7 @@ const char *grin_list_path(enum grin_list_kind kind);
  * has the columns "Filename" (the entry when it ends in ".tar.gz.gpg", else "") and
  * "Date1".. for the tab-separated fields after it. Pointers are valid during the call. */
 struct grin_row {
-        const char *barcode;  /* never NULL, valid by barcode_invalid() */
+        const char *barcode;  /* never NULL, valid by feeder_barcode_invalid() */
         const char *filename; /* "NLI_X.tar.gz.gpg" where GRIN gave one, else NULL */
         unsigned ncols;
         const char *const *names;

@@ -60,7 +60,7 @@ struct grin_req;
 int grin_req_open(struct grin_req **out, const struct grin_site *site,
                   const struct grin_req_config *c, char *msg, size_t msglen);
 
-/* Queues a barcode (valid by barcode_invalid) for a request. When pending_max are
+/* Queues a barcode (valid by feeder_barcode_invalid) for a request. When pending_max are
  * waiting: waits for room when wait is set, else returns -EAGAIN. Returns 0. */
 int grin_req_submit(struct grin_req *r, const char *barcode, bool wait);
 

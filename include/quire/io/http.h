@@ -55,6 +55,10 @@ const char *http_header_value(const char *line, size_t len, const char *name, si
  * removed, nothing else ("\"WA\"" stays "WA"). Cut to outlen-1 bytes. */
 void http_etag_normalize(const char *v, size_t n, char *out, size_t outlen);
 
+/* A transfer libcurl gave up on, in the words the metrics count retries by: "reset",
+ * "short", "timeout", "connect", "tls" or "network". */
+const char *http_failure_cause(CURLcode rc);
+
 /* Whether a redirect from `from` to `to` (absolute URLs) may be followed, and whether the
  * request's credentials may go with it. Refused (returns -EPERM with why set): leaving
  * https for http, a scheme other than http(s). Credentials go only when scheme, host and

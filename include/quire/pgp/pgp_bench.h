@@ -27,6 +27,12 @@ void pgp_bench_free(struct pgp_bench_msg *m);
 EVP_CIPHER *pgp_bench_cipher(int cipher, bool cfb);
 /* Turns the SHA-NI S2K path on or off, process-wide (to compare it with EVP's). */
 void pgp_bench_sha_ni(bool on);
+/* Turns the AES-NI CFB path, fused with the MDC's SHA-1 on one thread, on or off for keys
+ * set up afterwards, process-wide (to compare it with the EVP path it stands in for). */
+void pgp_bench_fused(bool on);
+/* True when the CPU has what the fused path needs (AES-NI, SHA-NI, SSSE3, SSE4.1); turns
+ * the path back on. */
+bool pgp_bench_fused_available(void);
 
 /* For the fuzzer only: caps the iterated S2K at max_bytes hashed (0 = no cap, the
  * default). Keys derived under a cap differ from OpenPGP's, so never use it elsewhere;

@@ -29,35 +29,41 @@
 
 struct admin {
         struct s3 *s3;
-        CURLM *multi;
-        struct s3_req req; /* the check, then the listing's pages */
-        struct s3_req del; /* the aborts, which must not overwrite the page they walk */
+        struct s3_sync sync; /* the private multi, and where messages go */
+        struct s3_req req;   /* the check, then the listing's pages */
+        struct s3_req del;   /* the aborts, which must not overwrite the page they walk */
         unsigned aborted;
         int stop; /* why the sweep stopped early: -EINTR, or -EIO (logged) */
-        char *msg;
-        size_t msglen;
 };
+
+/* Whether the caller asked to stop: its own test, else the sink's (a pending signal). */
+static bool sync_stopped(const struct s3_sync *y, const struct s3 *s3)
+{
+        if (y->stop)
+                return y->stop(y->stop_ctx);
+        return s3->interrupted && s3->interrupted();
+}
 
 /* Runs q to its end on the private multi; *rc is libcurl's verdict. 0, -EINTR when the
  * user asked to stop, -ENOMEM. */
-static int perform(struct admin *a, struct s3_req *q, long timeout_ms, CURLcode *rc)
+static int perform(struct s3_sync *y, struct s3_req *q, long timeout_ms, CURLcode *rc)
 {
         CURL *e = q->x.easy;
         *rc = CURLE_OK;
         if (q->hdr_oom || curl_easy_setopt(e, CURLOPT_HTTPHEADER, q->hdrs) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_MS) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK ||
-            curl_multi_add_handle(a->multi, e) != CURLM_OK)
+            curl_multi_add_handle(y->multi, e) != CURLM_OK)
                 return -ENOMEM;
         int err = 0, running = 1;
         while (running) {
-                if (a->s3->interrupted && a->s3->interrupted()) {
+                if (sync_stopped(y, q->s3)) {
                         err = -EINTR;
                         break;
                 }
-                CURLMcode mc = curl_multi_perform(a->multi, &running);
+                CURLMcode mc = curl_multi_perform(y->multi, &running);
                 if (mc == CURLM_OK && running)
-                        mc = curl_multi_poll(a->multi, NULL, 0, POLL_MS, NULL);
+                        mc = curl_multi_poll(y->multi, NULL, 0, POLL_MS, NULL);
                 if (mc != CURLM_OK) {
                         err = -ENOMEM; /* a multi handle fails only for want of memory */
                         break;
@@ -65,42 +71,48 @@ static int perform(struct admin *a, struct s3_req *q, long timeout_ms, CURLcode 
         }
         CURLMsg *m;
         int left;
-        while ((m = curl_multi_info_read(a->multi, &left)))
+        while ((m = curl_multi_info_read(y->multi, &left)))
                 if (m->msg == CURLMSG_DONE)
                         *rc = m->data.result;
-        curl_multi_remove_handle(a->multi, e);
+        curl_multi_remove_handle(y->multi, e);
         s3_req_settle(q);
         return err;
 }
 
-/* One request at start: 0, or -EINTR / -EHOSTUNREACH / -EIO with msg "WHAT: why". */
-static int sync_request(struct admin *a, struct s3_req *q, const char *method, const char *url,
-                        long timeout_ms, const char *what)
+int s3_sync_request(struct s3_sync *y, struct s3_req *q, const char *method, const char *url,
+                    long timeout_ms, const char *what)
 {
         CURLcode rc;
-        bool transient;
         char why[400];
+        y->transient = false;
         int err = s3_req_setup(q, method, url, S3_EMPTY_SHA);
         if (!err)
-                err = perform(a, q, timeout_ms, &rc);
+                err = perform(y, q, timeout_ms, &rc);
         if (err == -EINTR) {
-                snprintf(a->msg, a->msglen, "%s: interrupted", what);
+                snprintf(y->msg, y->msglen, "%s: interrupted", what);
                 return err;
         }
         if (err) {
-                snprintf(a->msg, a->msglen, "%s: %s", what, strerror(-err));
+                snprintf(y->msg, y->msglen, "%s: %s", what, strerror(-err));
                 return err;
         }
         if (rc != CURLE_OK) {
-                snprintf(a->msg, a->msglen, "%s: cannot reach %s: %s", what, url,
+                y->transient = true;
+                snprintf(y->msg, y->msglen, "%s: cannot reach %s: %s", what, url,
                          q->errbuf[0] ? q->errbuf : curl_easy_strerror(rc));
                 return -EHOSTUNREACH;
         }
-        if (s3_req_verdict(q, rc, why, sizeof why, &transient)) {
-                snprintf(a->msg, a->msglen, "%s: %s", what, why);
+        if (s3_req_verdict(q, rc, why, sizeof why, &y->transient)) {
+                snprintf(y->msg, y->msglen, "%s: %s", what, why);
                 return -EIO;
         }
         return 0;
+}
+
+static int sync_request(struct admin *a, struct s3_req *q, const char *method, const char *url,
+                        long timeout_ms, const char *what)
+{
+        return s3_sync_request(&a->sync, q, method, url, timeout_ms, what);
 }
 
 /* "PREFIX/", or "" for the whole bucket. */
@@ -119,7 +131,7 @@ static int check_bucket(struct admin *a)
         snprintf(what, sizeof what, "--dest %s", a->s3->dest);
         int err = s3_url_query(url, sizeof url, a->s3->bucket_url, query);
         if (err) {
-                snprintf(a->msg, a->msglen, "%s: %s", what, strerror(-err));
+                snprintf(a->sync.msg, a->sync.msglen, "%s: %s", what, strerror(-err));
                 return err;
         }
         return sync_request(a, &a->req, "GET", url, CHECK_TIMEOUT_MS, what);
@@ -144,7 +156,7 @@ static int abort_leftover(void *ctx, const char *key, const char *id)
                 return 0;
         }
         if (err != -EINTR)
-                qlog("%s (%.200s); stopping the sweep, the next run tries again", a->msg, key);
+                qlog("%s (%.200s); stopping the sweep, the next run tries again", a->sync.msg, key);
         a->stop = err == -EINTR ? err : -EIO;
         return 1;
 }
@@ -193,14 +205,14 @@ static int sweep(struct admin *a)
                         return err;
                 if (!err && strcmp(s3_xml_root(&a->req.xml), "ListMultipartUploadsResult")) {
                         snprintf(
-                            a->msg, a->msglen,
+                            a->sync.msg, a->sync.msglen,
                             "ListMultipartUploads: the answer is no ListMultipartUploadsResult");
                         err = -EPROTO;
                 }
                 if (err) {
                         qlog("notice: %s; unfinished uploads a killed run left under s3://%s/%s "
                              "are not cleaned up",
-                             a->msg, a->s3->bucket, pfx);
+                             a->sync.msg, a->s3->bucket, pfx);
                         return 0;
                 }
                 if (s3_xml_uploads(&a->req.xml, abort_leftover, a) && a->stop == -EINTR)
@@ -229,8 +241,7 @@ static const char *env(const char *name)
         return v && *v ? v : NULL;
 }
 
-/* Credentials, region and addressing from the environment and --s3-endpoint. */
-static int configure(struct s3 *s3, const struct sink_config *cfg, char *msg, size_t msglen)
+int s3_configure(struct s3 *s3, const char *endpoint, char *msg, size_t msglen)
 {
         const char *key = env("AWS_ACCESS_KEY_ID"), *secret = env("AWS_SECRET_ACCESS_KEY");
         const char *token = env("AWS_SESSION_TOKEN");
@@ -238,7 +249,7 @@ static int configure(struct s3 *s3, const struct sink_config *cfg, char *msg, si
                 snprintf(msg, msglen,
                          "--dest %s: no S3 credentials: set AWS_ACCESS_KEY_ID and "
                          "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones)",
-                         cfg->dest);
+                         s3->dest);
                 return -EINVAL;
         }
         const char *region = env("AWS_REGION");
@@ -246,7 +257,7 @@ static int configure(struct s3 *s3, const struct sink_config *cfg, char *msg, si
                 region = env("AWS_DEFAULT_REGION");
         if (!region)
                 region = "us-east-1";
-        const char *ep = cfg->s3_endpoint && *cfg->s3_endpoint ? cfg->s3_endpoint : NULL;
+        const char *ep = endpoint && *endpoint ? endpoint : NULL;
         if (!ep)
                 ep = env("AWS_ENDPOINT_URL_S3");
         if (!ep)
@@ -285,11 +296,11 @@ static int check_part_size(struct s3 *s3, uint64_t part_size, char *msg, size_t 
 
 static int start_checks(struct s3 *s3, char *msg, size_t msglen)
 {
-        struct admin a = {.s3 = s3, .msg = msg, .msglen = msglen};
+        struct admin a = {.s3 = s3, .sync = {.msg = msg, .msglen = msglen}};
         int err = s3_req_init(&a.req, s3);
         if (!err)
                 err = s3_req_init(&a.del, s3);
-        if (!err && !(a.multi = curl_multi_init()))
+        if (!err && !(a.sync.multi = curl_multi_init()))
                 err = -ENOMEM;
         if (err)
                 snprintf(msg, msglen, "out of memory");
@@ -299,13 +310,12 @@ static int start_checks(struct s3 *s3, char *msg, size_t msglen)
                 err = sweep(&a);
         s3_req_free(&a.req);
         s3_req_free(&a.del);
-        if (a.multi)
-                curl_multi_cleanup(a.multi);
+        if (a.sync.multi)
+                curl_multi_cleanup(a.sync.multi);
         return err;
 }
 
-/* Messages of the checks name --dest; a derived output's destination has its own option. */
-static void name_option(char *msg, size_t msglen, const char *what)
+void s3_name_option(char *msg, size_t msglen, const char *what)
 {
         size_t k = strlen("--dest");
         if (!what || strncmp(msg, "--dest ", k + 1))
@@ -328,6 +338,7 @@ int sink_s3_open(struct sink **out, const struct sink_config *cfg, char *msg, si
         s3->sink.ops = &s3_sink_ops;
         s3->sink.kind = "s3";
         s3->sink.lookup_etag = true;
+        s3->sink.reads_staging = true; /* uploaded from the staging file */
         s3->stall_s = cfg->stall_timeout_s ? (long)cfg->stall_timeout_s : 60L;
         s3->max_upload_rate = cfg->max_upload_rate;
         s3->interrupted = cfg->interrupted;
@@ -342,13 +353,13 @@ int sink_s3_open(struct sink **out, const struct sink_config *cfg, char *msg, si
         if (!err)
                 err = check_part_size(s3, cfg->part_size, msg, msglen);
         if (!err)
-                err = configure(s3, cfg, msg, msglen);
+                err = s3_configure(s3, cfg->s3_endpoint, msg, msglen);
         if (!err) {
                 s3_xml_init();
                 err = start_checks(s3, msg, msglen);
         }
         if (err) {
-                name_option(msg, msglen, cfg->what);
+                s3_name_option(msg, msglen, cfg->what);
                 s3_sink_close(&s3->sink);
                 return err;
         }
@@ -359,8 +370,14 @@ int sink_s3_open(struct sink **out, const struct sink_config *cfg, char *msg, si
 void s3_sink_close(struct sink *s)
 {
         struct s3 *s3 = container_of(s, struct s3, sink);
-        free_secret(s3->userpwd);
-        free_secret(s3->token_hdr);
+        s3_clear(s3);
+        free(s3);
+}
+
+void s3_clear(struct s3 *s3)
+{
+        util_free_secret(s3->userpwd);
+        util_free_secret(s3->token_hdr);
         free(s3->sigv4);
         free(s3->dest);
         free(s3->bucket);
@@ -368,5 +385,5 @@ void s3_sink_close(struct sink *s)
         free(s3->obj_base);
         free(s3->bucket_url);
         free(s3->ca_file);
-        free(s3);
+        memset(s3, 0, sizeof *s3);
 }

@@ -19,6 +19,7 @@
 #include "quire/base/util.h"
 #include "quire/engine/loop.h"
 #include "quire/engine/sink.h"
+#include "quire/engine/source.h"
 #include "quire/engine/worker.h"
 #include "quire/io/http.h"
 
@@ -110,6 +111,11 @@ int s3_xml_child(const struct s3_xml *x, const char *name, char *out, size_t out
  * non-zero return, which it returns. */
 int s3_xml_uploads(const struct s3_xml *x, int (*fn)(void *ctx, const char *key, const char *id),
                    void *ctx);
+/* Calls fn for every <Contents> of a ListBucketResult (ListObjectsV2) with its Key
+ * (decoded as above) and Size (UINT64_MAX when absent or unreadable); stops at fn's first
+ * non-zero return, which it returns. */
+int s3_xml_objects(const struct s3_xml *x, int (*fn)(void *ctx, const char *key, uint64_t size),
+                   void *ctx);
 /* The NextKeyMarker of a listing page, decoded like the keys. 0, -ENOENT, -ENOMEM. */
 int s3_xml_next_key_marker(const struct s3_xml *x, char *out, size_t outlen);
 
@@ -200,6 +206,40 @@ int s3_req_verdict(struct s3_req *q, CURLcode rc, char *why, size_t len, bool *t
 int s3_meta_check(const struct delivery_meta *meta, unsigned n, char *why, size_t len);
 /* An S3 error code that says "try again". */
 bool s3_code_transient(const char *code);
+
+/* ---- admin.c: what the sink's start and the source share --------------------------- */
+
+/* Synchronous requests on a private multi handle (start-up checks, listings), woken every
+ * 100 ms to ask stop(stop_ctx) (NULL: s3->interrupted). */
+struct s3_sync {
+        CURLM *multi;
+        bool (*stop)(void *ctx);
+        void *stop_ctx;
+        char *msg; /* "WHAT: why" of the last failure */
+        size_t msglen;
+        bool transient; /* the last failure may pass if tried again */
+};
+
+/* Credentials, region and addressing from the environment and the endpoint option (NULL:
+ * AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS virtual-hosted) into s3, whose bucket
+ * and dest are set. 0, or -EINVAL / -ENOMEM with msg "--dest DEST: why". */
+int s3_configure(struct s3 *s3, const char *endpoint, char *msg, size_t msglen);
+/* One request run to its end with an empty body: 0, or -EINTR / -EHOSTUNREACH / -EIO with
+ * y->msg "WHAT: why" (the URL named when it could not be reached) and y->transient. */
+int s3_sync_request(struct s3_sync *y, struct s3_req *q, const char *method, const char *url,
+                    long timeout_ms, const char *what);
+/* Messages name "--dest"; put what (another option, or a word) in its place. */
+void s3_name_option(char *msg, size_t msglen, const char *what);
+/* Frees what struct s3 holds (secrets wiped), not s3 itself. */
+void s3_clear(struct s3 *s3);
+
+/* ---- source.c, list.c: archives already stored, read back (quire extract) ---------- */
+
+struct s3_source {
+        struct source base; /* first: the engine holds a struct source * */
+        struct s3 s3;       /* the bucket, prefix and signing, as the sink has them */
+        char *url;          /* s3://BUCKET[/PREFIX] as typed, for messages */
+};
 
 /* ---- upload.c ------------------------------------------------------------------------- */
 

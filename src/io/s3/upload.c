@@ -181,7 +181,7 @@ static int send_body(struct sink_slot *ss, struct s3_req *q, const char *url, ui
                      uint64_t len, const uint8_t digest[32])
 {
         char hex[65], b64[45];
-        hex_encode(digest, 32, hex);
+        util_hex_encode(digest, 32, hex);
         int err = s3_req_setup(q, "PUT", url, hex);
         if (err)
                 return err;
@@ -302,7 +302,7 @@ static void complete_begin(struct sink_slot *ss)
         if (!err)
                 err = s3_url_query(url, sizeof url, ss->url, query);
         if (!err) {
-                hex_encode(sha, sizeof sha, hex);
+                util_hex_encode(sha, sizeof sha, hex);
                 err = s3_req_setup(q, "POST", url, hex);
         }
         if (!err) {

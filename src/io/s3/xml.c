@@ -148,6 +148,31 @@ int s3_xml_uploads(const struct s3_xml *x, int (*fn)(void *ctx, const char *key,
         return 0;
 }
 
+int s3_xml_objects(const struct s3_xml *x, int (*fn)(void *ctx, const char *key, uint64_t size),
+                   void *ctx)
+{
+        char enc[16], key[S3_KEY_MAX * 3 + 1], size[32];
+        xmlNodePtr root = x->doc ? xmlDocGetRootElement(x->doc) : NULL;
+        bool url =
+            text_of(child(root, "EncodingType"), enc, sizeof enc) == 0 && !strcmp(enc, "url");
+        for (xmlNodePtr c = root ? root->children : NULL; c; c = c->next) {
+                if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, "Contents"))
+                        continue;
+                if (text_of(child(c, "Key"), key, sizeof key) < 0)
+                        continue;
+                if (url && url_decode(key, sizeof key) < 0)
+                        return -ENOMEM;
+                char *end = size;
+                unsigned long long n = 0;
+                if (text_of(child(c, "Size"), size, sizeof size) == 0)
+                        n = strtoull(size, &end, 10);
+                int r = fn(ctx, key, *end || end == size ? UINT64_MAX : (uint64_t)n);
+                if (r)
+                        return r;
+        }
+        return 0;
+}
+
 int s3_xml_next_key_marker(const struct s3_xml *x, char *out, size_t outlen)
 {
         char enc[16];
