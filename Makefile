@@ -18,20 +18,30 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 # below it, never above (make check-layers). cli is the program, not part of libquire.a.
 LAYERS   := base pgp contents engine io
 LIB_SRC  := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c src/$(l)/*/*.c))
-LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/version.o
 CLI_SRC  := $(wildcard src/cli/*.c)
 CLI_OBJ  := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps demo test unit helpers check-unit e2e lint check-layers format fuzz tsan asan bench clean \
+.PHONY: all deps demo test unit helpers check-unit e2e lint check-layers format fuzz tsan asan bench clean FORCE \
 	man install uninstall
 
 all: $(BUILD)/quire
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(QCFLAGS) -DQUIRE_VERSION='"$(VERSION)"' -c -o $@ $<
+	$(CC) $(QCFLAGS) -c -o $@ $<
+
+# The version lives in one generated file, rewritten only when `git describe` changes: an
+# incremental build never carries an old one, and a new commit recompiles this file alone.
+$(BUILD)/version.c: FORCE
+	@mkdir -p $(dir $@)
+	@printf 'const char util_version[] = "%s";\n' '$(VERSION)' >$@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
+$(BUILD)/obj/version.o: $(BUILD)/version.c
+	$(CC) $(QCFLAGS) -c -o $@ $<
+FORCE:
 
 # Made anew each time: ar would keep the objects of source files that are gone.
 $(BUILD)/libquire.a: $(LIB_OBJ)

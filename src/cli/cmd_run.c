@@ -427,7 +427,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
         if (next < 0)
                 return -1;
         if (o->version) {
-                printf("quire %s\n", QUIRE_VERSION);
+                printf("quire %s\n", util_version);
                 return 1;
         }
         if (next < argc)

@@ -88,7 +88,7 @@ int main(int argc, char **argv)
         if (c)
                 return c->main(argc - words, argv + words);
         if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-                printf("quire %s\n", QUIRE_VERSION);
+                printf("quire %s\n", util_version);
                 return 0;
         }
         if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help"))

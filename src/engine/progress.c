@@ -292,7 +292,7 @@ static int metrics_write(struct run *r)
             {"retrying", (uint64_t)(s.retrying > 0 ? s.retrying : 0)},
         };
         struct metrics_snap m = {
-            .version = QUIRE_VERSION,
+            .version = util_version,
             .start_time_s = p->start_unix_s,
             .draining = r->draining,
             .outcomes = outcomes,

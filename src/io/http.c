@@ -23,7 +23,9 @@ int http_easy_reset(CURL *e, const struct http_baseline *b)
         SET(CURLOPT_PROTOCOLS_STR, "http,https");
         SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
         SET(CURLOPT_FOLLOWLOCATION, 0L);
-        SET(CURLOPT_USERAGENT, "quire/" QUIRE_VERSION);
+        char agent[96];
+        snprintf(agent, sizeof agent, "quire/%s", util_version); /* libcurl copies it */
+        SET(CURLOPT_USERAGENT, agent);
         SET(CURLOPT_TCP_KEEPALIVE, 1L);
         SET(CURLOPT_CONNECTTIMEOUT, b->connect_timeout_s > 0 ? b->connect_timeout_s : 30L);
         if (b->errbuf) {

@@ -6,10 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The Makefile passes the git version; builds outside it (the fuzzer) get this. */
-#ifndef QUIRE_VERSION
-#define QUIRE_VERSION "unknown"
-#endif
+/* The git version ("4dc2db6", "v1.0-3-gabc1234-dirty"), from one object the Makefile
+ * remakes whenever it changes (libquire.a holds it). */
+extern const char util_version[];
 
 /* The struct that holds member m at p (an op embedded in its owner). */
 #define container_of(p, type, m) ((type *)((char *)(p)-offsetof(type, m)))
