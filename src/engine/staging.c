@@ -64,6 +64,7 @@ static void try_sync(struct stage *s);
  * covers. */
 static int stage_go_buffered(struct stage *s)
 {
+        s->buffered = true;
         if (!s->direct)
                 return 0;
         int flags = fcntl(s->fd, F_GETFL);
@@ -146,14 +147,9 @@ int stage_open(struct stage *s, const char *barcode)
         /* Never over an existing file: the directory is this user's, locked, swept at
          * start, and a barcode is in one slot at a time, so an existing name means some
          * other writer, whose file this book must not share or replace. */
-        int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-        s->direct = atomic_load(&s->st->direct);
-        s->fd = openat(s->st->dirfd, name, flags | (s->direct ? O_DIRECT : 0), 0600);
-        if (s->fd < 0 && errno == EINVAL && s->direct) {
-                atomic_store(&s->st->direct, false); /* this filesystem has no O_DIRECT */
-                s->direct = false;
-                s->fd = openat(s->st->dirfd, name, flags, 0600);
-        }
+        s->direct = s->buffered = false;
+        s->fd =
+            openat(s->st->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (s->fd < 0) {
                 s->path[0] = 0;
                 return -errno;
@@ -173,8 +169,24 @@ size_t stage_room(const struct stage *s)
         return room;
 }
 
+/* The file goes around the page cache from its first whole buffer on (at offset 0), so
+ * a book smaller than one buffer never changes its flags. A filesystem that refuses
+ * O_DIRECT (EINVAL) is not asked again. */
+static void stage_go_direct(struct stage *s, const struct stage_buf *sb)
+{
+        if (s->direct || s->buffered || sb->len != STAGE_BUF_SIZE || sb->off % STAGE_ALIGN ||
+            !atomic_load(&s->st->direct))
+                return;
+        int flags = fcntl(s->fd, F_GETFL);
+        if (flags >= 0 && fcntl(s->fd, F_SETFL, flags | O_DIRECT) == 0)
+                s->direct = true;
+        else if (errno == EINVAL)
+                atomic_store(&s->st->direct, false);
+}
+
 static void submit(struct stage *s, struct stage_buf *sb)
 {
+        stage_go_direct(s, sb);
         s->pending++;
         loop_write(s->loop, &sb->op, s->fd, sb->data, sb->len, sb->off);
 }

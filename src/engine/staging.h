@@ -35,7 +35,8 @@ struct staging {
         /* Stage files are written around the page cache (O_DIRECT), set by the run when
          * the sink does not read them back (a directory renames them into place): the
          * cache's copy and its page allocations were the largest kernel cost of a run
-         * (kernel-notes.md). Cleared for good when the filesystem refuses O_DIRECT. */
+         * (kernel-notes.md). Cleared for good when the filesystem refuses O_DIRECT. A
+         * file is switched to it at its first whole buffer, so small books never are. */
         atomic_bool direct;
 };
 
@@ -61,8 +62,9 @@ struct stage_buf {
 struct stage {
         struct staging *st;
         struct loop *loop;
-        int fd;      /* -1: no file */
-        bool direct; /* fd is open O_DIRECT: every write aligned, from aligned buffers */
+        int fd;        /* -1: no file */
+        bool direct;   /* fd has O_DIRECT: every write aligned, from aligned buffers */
+        bool buffered; /* something unaligned was written: the file stays cached */
         char path[4096 + 128];
         uint64_t size;    /* bytes accepted so far */
         uint64_t counted; /* of those, in st->used */
