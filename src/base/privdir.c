@@ -1,5 +1,6 @@
 /* Directories only this user may use: created 0700, checked, locked, swept by name. */
 #include "quire/base/privdir.h"
+#include "quire/base/util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,24 +15,6 @@
 
 #define LOCK_NAME ".quire-lock"
 
-static int mkdir_parents(const char *path)
-{
-        char buf[4096];
-        size_t n = strlen(path);
-        if (n >= sizeof buf)
-                return -ENAMETOOLONG;
-        memcpy(buf, path, n + 1);
-        for (char *p = buf + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = 0;
-                if (mkdir(buf, 0777) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        return 0;
-}
-
 static int refuse(const char *what, const char *path, const char *why, int err, char *msg,
                   size_t msglen)
 {
@@ -41,7 +24,7 @@ static int refuse(const char *what, const char *path, const char *why, int err, 
 
 int privdir_open(const char *what, const char *path, int mkparents, char *msg, size_t msglen)
 {
-        int err = mkparents ? mkdir_parents(path) : 0;
+        int err = mkparents ? util_mkdirs(path, false) : 0;
         if (err)
                 return refuse(what, path, strerror(-err), err, msg, msglen);
         if (mkdir(path, 0700) < 0 && errno != EEXIST)

@@ -238,3 +238,23 @@ int util_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
         }
         return 0;
 }
+
+int util_mkdirs(const char *path, bool itself)
+{
+        char buf[4096];
+        size_t n = strlen(path);
+        if (n >= sizeof buf)
+                return -ENAMETOOLONG;
+        memcpy(buf, path, n + 1);
+        for (char *p = buf + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = 0;
+                if (mkdir(buf, 0777) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        if (itself && mkdir(buf, 0777) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}

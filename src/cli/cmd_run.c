@@ -476,22 +476,7 @@ static void default_staging(struct run_opts *o, char *buf, size_t len)
 /* A directory destination must exist before its staging directory can be made in it. */
 static int dest_dir_prepare(const char *dest)
 {
-        char buf[4096];
-        size_t n = strlen(dest);
-        if (!strncmp(dest, "s3://", 5) || n >= sizeof buf)
-                return 0;
-        memcpy(buf, dest, n + 1);
-        for (char *p = buf + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = 0;
-                if (mkdir(buf, 0777) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        if (mkdir(buf, 0777) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
+        return strncmp(dest, "s3://", 5) ? util_mkdirs(dest, true) : 0;
 }
 
 /* ---- --dry-run ------------------------------------------------------------------------ */

@@ -51,26 +51,6 @@ static struct dir_slot *slot_of(struct sink_slot *ss)
         return (struct dir_slot *)ss;
 }
 
-static int mkdir_p(const char *path)
-{
-        char buf[4096];
-        size_t n = strlen(path);
-        if (n >= sizeof buf)
-                return -ENAMETOOLONG;
-        memcpy(buf, path, n + 1);
-        for (char *p = buf + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = 0;
-                if (mkdir(buf, 0777) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        if (mkdir(buf, 0777) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 /* For a destination that does not exist yet: 0 when the nearest existing directory above
  * it lets this user make it, else -errno. */
 static int nearest_writable(const char *dest)
@@ -336,7 +316,7 @@ int sink_dir_open(struct sink **out, const struct sink_config *cfg, char *msg, s
         mode_t mask = umask(0);
         umask(mask);
         ds->mode = 0666 & ~mask;
-        int err = cfg->check_only ? 0 : mkdir_p(cfg->dest);
+        int err = cfg->check_only ? 0 : util_mkdirs(cfg->dest, true);
         if (!err && cfg->check_only && access(cfg->dest, F_OK) < 0) {
                 /* A dry run creates nothing: the nearest existing parent must be writable. */
                 err = nearest_writable(cfg->dest);

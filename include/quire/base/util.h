@@ -17,6 +17,9 @@ extern const char util_version[];
  * 0 or -errno (-EIO when the kernel wrote nothing and said no error). */
 int util_write_all(int fd, const void *p, size_t n);
 int util_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
+/* mkdir -p of path's parents (0777, as the umask allows), and of path itself when
+ * itself is true. 0 or -errno (-ENAMETOOLONG past 4095 bytes). */
+int util_mkdirs(const char *path, bool itself);
 
 /* One line on stderr, prefixed "quire: ". Thread-safe (one write per line). */
 void qlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

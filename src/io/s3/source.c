@@ -33,8 +33,9 @@ struct s3_slot {
         uint64_t want_off; /* resuming: the body from here on */
         uint64_t off;      /* body bytes taken by the owner */
         bool body_started, bad_range, paused;
+        bool in_data; /* inside the owner's data(): libcurl's write callback */
         int stop_rc;
-        struct loop_op resume_op; /* resumes from the loop, never inside resume() */
+        struct loop_op resume_op; /* resumes from the loop when resume() comes from data() */
         struct loop_op later_op;  /* reports a failure to start, from the loop */
         struct source_result later_res;
         char later_detail[512];
@@ -82,7 +83,9 @@ static size_t on_object(char *p, size_t size, size_t nmemb, void *ud)
                         return 0;
                 }
         }
+        sl->in_data = true;
         int rc = sl->ev->data(sl->owner, sl->off, (const uint8_t *)p, len);
+        sl->in_data = false;
         if (rc == SOURCE_PAUSE) {
                 /* libcurl keeps these bytes and hands them over again once resumed. */
                 sl->paused = true;
@@ -245,20 +248,30 @@ static void s3src_begin(struct source_slot *ss, const struct source_request *req
                            strerror(-err));
 }
 
-static void on_resume(struct loop_op *op, int res)
+static void unpause(struct s3_slot *sl)
 {
-        struct s3_slot *sl = container_of(op, struct s3_slot, resume_op);
         if (sl->q.active && sl->paused) {
                 sl->paused = false;
                 curl_easy_pause(sl->q.x.easy, CURLPAUSE_CONT);
         }
 }
 
+static void on_resume(struct loop_op *op, int res)
+{
+        unpause(container_of(op, struct s3_slot, resume_op));
+}
+
+/* As the HTTP source's: at once from the owner's loop callbacks (libcurl hands over what
+ * it holds before this returns), through the loop from inside data(). */
 static void s3src_resume(struct source_slot *ss)
 {
         struct s3_slot *sl = slot_of(ss);
-        if (!sl->resume_op.timer_armed)
+        if (!sl->in_data) {
+                loop_cancel(worker_loop(sl->w), &sl->resume_op);
+                unpause(sl);
+        } else if (!sl->resume_op.timer_armed) {
                 loop_timer(worker_loop(sl->w), &sl->resume_op, 0);
+        }
 }
 
 static void s3src_abort(struct source_slot *ss)
