@@ -1,6 +1,7 @@
 /* One book slot of a worker: a barcode's way from the queue to the journal. The slot
  * owns its source slot, its stage, its digests, its key job and its sink slot, and is the
- * only module that knows them all; struct book is private to book.c. */
+ * only module that knows them all; struct book is private to book.c, book_fetch.c and
+ * book_deliver.c (book_int.h). */
 #ifndef QUIRE_ENGINE_BOOK_H
 #define QUIRE_ENGINE_BOOK_H
 
