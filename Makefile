@@ -55,7 +55,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libquire.a
 	@mkdir -p $(dir $@)
 	$(CC) $(QCFLAGS) -Itests -o $@ $(filter %.c %.o %.a,$^) -lcmocka $(LDLIBS)
 # Unit tests of cli modules (not part of libquire.a) link the objects they test.
-$(BUILD)/tests/test_report: $(BUILD)/obj/cli/report.o
+$(BUILD)/tests/test_report: $(BUILD)/obj/cli/report.o $(BUILD)/obj/cli/report_normalize.o \
+	$(BUILD)/obj/cli/report_print.o
 
 unit: $(UNIT_BIN)
 

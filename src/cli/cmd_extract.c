@@ -49,6 +49,8 @@ enum {
         EX_STATUS,
         EX_STAGING,
         EX_S3_ENDPOINT,
+        EX_CA,
+        EX_STALL,
 };
 
 static const struct opt extract_opts[] = {
@@ -73,7 +75,12 @@ static const struct opt extract_opts[] = {
         .values = OPT_DIR),
     OPT("s3-endpoint", EX_S3_ENDPOINT, "URL", "AWS",
         "S3-compatible endpoint, path-style, for s3:// sources and destinations; also "
-        "$AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL."),
+        "$AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL.",
+        .section = "S3"),
+    OPT("ca-file", EX_CA, "FILE", NULL,
+        "Trust this CA bundle for HTTPS to S3 instead of the system's store.", .values = OPT_FILE),
+    OPT("stall-timeout", EX_STALL, "SECONDS", "60",
+        "A transfer with no byte for this long is retried."),
     {0},
 };
 
@@ -98,8 +105,8 @@ const struct cmd_spec cmd_extract_spec = {
 
 struct opts {
         struct derived_sinks derived;
-        const char *journal, *staging, *s3_endpoint;
-        uint64_t threads, status_every;
+        const char *journal, *staging, *s3_endpoint, *ca_file;
+        uint64_t threads, status_every, stall_timeout_s;
         char **sources;
         int nsources;
 };
@@ -397,6 +404,11 @@ static int set_option(void *ctx, int key, const char *arg)
         case EX_S3_ENDPOINT:
                 o->s3_endpoint = arg;
                 break;
+        case EX_CA:
+                o->ca_file = arg;
+                break;
+        case EX_STALL: /* quire run's bounds */
+                return opts_count(c, key, arg, 1, 86400, &o->stall_timeout_s);
         }
         return 0;
 }
@@ -452,7 +464,8 @@ static int open_s3_sources(const struct opts *o, struct producer *p, char *msg, 
                         continue;
                 struct source_s3_config cfg = {.url = p->sources[i],
                                                .endpoint = o->s3_endpoint,
-                                               .stall_timeout_s = 60,
+                                               .ca_file = o->ca_file,
+                                               .stall_timeout_s = (unsigned)o->stall_timeout_s,
                                                .interrupted = run_interrupted};
                 int err = source_s3_open(&p->s3[i], &cfg, msg, msglen);
                 if (err)
@@ -496,8 +509,10 @@ static int extract(struct opts *o, struct producer *p)
         run_settings(o, p, pfd[0], &cfg);
         struct run *r = NULL;
         struct source *src = NULL;
-        struct sink_config base = {
-            .s3_endpoint = o->s3_endpoint, .stall_timeout_s = 60, .interrupted = run_interrupted};
+        struct sink_config base = {.s3_endpoint = o->s3_endpoint,
+                                   .ca_file = o->ca_file,
+                                   .stall_timeout_s = (unsigned)o->stall_timeout_s,
+                                   .interrupted = run_interrupted};
         int status = RUN_EXIT_USAGE;
         int err = run_new(&r, &cfg, msg, sizeof msg); /* takes the pipe's reading end */
         if (!err)
@@ -538,7 +553,8 @@ int cmd_extract(int argc, char **argv)
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         struct opts o = {.journal = "quire-extract.journal",
                          .threads = cpus > 0 ? (uint64_t)cpus : 1,
-                         .status_every = 20};
+                         .status_every = 20,
+                         .stall_timeout_s = 60};
         /* Before any thread exists: they inherit the mask, the run reads the signals. */
         run_signals_block();
         int next = opts_parse(&cmd_extract_spec, argc, argv, set_option, &o);

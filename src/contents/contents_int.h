@@ -1,5 +1,5 @@
 /* The contents layer's private parts: the page spill (ocr.c), the MARC reader (marc.c)
- * and the checksum table (sums.c), driven by the reader thread (reader.c). */
+ * and the checksum table (sums.c), driven by the reader thread (reader.c, members.c). */
 #ifndef QUIRE_CONTENTS_INT_H
 #define QUIRE_CONTENTS_INT_H
 

@@ -2,7 +2,8 @@
 # quire extract on what is not a good archive (random bytes as the plain test corpora are,
 # a tar without gzip, gzip without tar, empty, cut short, hostile headers), on a crash in
 # the middle of a book, and on bad destinations: each gives a clear one-line outcome in the
-# journal, never a crash or a half-written output, and a rerun completes the work.
+# journal, never a crash or a half-written output, and a rerun completes the work. Bad
+# --stall-timeout values are refused in one line, as quire run refuses them.
 MKBOOK=$ROOT/tools/mkbook
 mkdir -p "$T/src" "$T/ocr" "$T/marc"
 
@@ -116,3 +117,19 @@ expect_exit 2 "no action given" "$QUIRE" extract "$T/src/GOOD.tar.gz"
 expect_exit 2 "destination not a directory" "$QUIRE" extract --ocr-dest "$T/src/GOOD.tar.gz" \
 	"$T/src/GOOD.tar.gz"
 expect_exit 2 "export without a journal" "$QUIRE" export "$T/nonexistent"
+
+# --stall-timeout takes what quire run's takes (whole seconds, 1 to 86400); anything else is
+# one line naming the option and the value, worded as run words it.
+for bad in 0 86401 1.5 abc ""; do
+	expect_exit 2 "--stall-timeout '$bad': exit 2" "$QUIRE" extract --verify-contents \
+		--journal "$T/stall.journal" --stall-timeout "$bad" "$T/src/GOOD.tar.gz" 2>"$T/stall.err"
+	"$QUIRE" run --stall-timeout "$bad" 2>"$T/stall-run.err"
+	check "--stall-timeout '$bad': one line, as quire run's" \
+		test "$(wc -l <"$T/stall.err")" -eq 1 -a "$(sed 's/quire extract/quire run/' "$T/stall.err")" = \
+		"$(cat "$T/stall-run.err")"
+	check "--stall-timeout '$bad': names the option and the value" \
+		grep -qF -- "quire: --stall-timeout: expected a whole number from 1 to 86400, got '$bad'" "$T/stall.err"
+done
+check "--stall-timeout: nothing made by the refused ones" test ! -e "$T/stall.journal"
+expect_exit 0 "--stall-timeout 86400: accepted" "$QUIRE" extract --verify-contents \
+	--journal "$T/stall.journal" --stall-timeout 86400 "$T/src/GOOD.tar.gz" 2>"$T/stall.err"

@@ -11,6 +11,9 @@
 # its first page, a stored name that is no barcode, and the configuration
 # errors (a missing bucket, refused credentials, an endpoint that does not answer), each one
 # line naming what is wrong, exit 2, nothing made, no secret in it; an empty prefix is said.
+# Last, --stall-timeout cutting a stalled GET, and HTTPS through nginx with the test CA:
+# with --ca-file (source and S3 destination), without it, and with a CA file that is not
+# there.
 MKBOOK=$ROOT/tools/mkbook
 mkdir -p "$T/src"
 BOOKS=(S3B01 S3B02 S3B03 S3AWK S3TAMP)
@@ -194,3 +197,53 @@ S3_ENDPOINT=http://127.0.0.1:$port config_error unreachable \
 expect_exit 0 "empty prefix: exit 0" extract_s3 empty "s3://$BUCKET/nothing-here"
 check "empty prefix: said so" grep -q "s3://$BUCKET/nothing-here: no archives (NAME.tar.gz) under that prefix" \
 	"$T/empty.err"
+
+# --stall-timeout, as quire run's: a GET that stops sending for 30 s is cut after 1 s and
+# resumed with a range, so the book is read ok long before the server would go on. Under
+# the default (60 s) the deadline below would pass first.
+mkdir -p "$T/ocr-ref" "$T/marc-ref"
+expect_exit 0 "reference for OTHER (a file): exit 0" "$QUIRE" extract --ocr-dest "$T/ocr-ref" \
+	--marc-dest "$T/marc-ref" --journal "$T/ref.journal" "$T/elsewhere/OTHER.tar.gz" 2>"$T/ref.err"
+printf '%s\n' 'OTHER stall 1 op=get secs=30' >"$T/rules"
+mkdir -p "$T/ocr-stall" "$T/marc-stall"
+extract_s3 stall "s3://$BUCKET/books2" --stall-timeout 1 &
+pid=$!
+wait_exit "$pid" 25
+rc=$?
+check "--stall-timeout 1: exit 0 well within the 30 s stall (exit $rc)" test "$rc" -eq 0
+check "--stall-timeout 1: the stall cut after 1 s" \
+	grep -qE 'OTHER: attempt 1 failed .*the last 1 seconds' "$T/stall.err"
+check "--stall-timeout 1: resumed with a range" \
+	grep -qE '^GET /quire-test/books2/OTHER\.tar\.gz 206 ' "$S3PROXY_LOG"
+same_file "--stall-timeout 1: OTHER's OCR as from the file" "$T/ocr-stall/OTHER_ocr.jsonl.gz" \
+	"$T/ocr-ref/OTHER_ocr.jsonl.gz"
+: >"$T/rules"
+
+# HTTPS: nginx with the test CA in front of s3rver. --ca-file makes the S3 source and an
+# S3 destination trust it; without it the certificate is refused, and a CA file that
+# cannot be read is named. Either failure: one line, exit 2, nothing made.
+mkdir -p "$T/www"
+# shellcheck disable=SC2034 # read by start_nginx
+NGINX_LOCATIONS="location /$BUCKET { proxy_pass $S3RVER_ENDPOINT; }"
+start_nginx "$T/www" || exit 1
+mkdir -p "$T/ocr-tls" "$T/marc-tls"
+S3_ENDPOINT=$NGINX_HTTPS expect_exit 0 "https with --ca-file: exit 0" \
+	extract_s3 tls "s3://$BUCKET/books2" --ca-file "$CA_FILE"
+check "https with --ca-file: OTHER read ok" test "$(journaled "$T/tls.journal" ok)" = "OTHER "
+check "https with --ca-file: listed and fetched through TLS" \
+	grep -qE '^GET /quire-test/books2/OTHER\.tar\.gz 200 [0-9]+ https ' "$NGINX_LOG"
+same_file "https with --ca-file: OTHER's OCR as from the file" "$T/ocr-tls/OTHER_ocr.jsonl.gz" \
+	"$T/ocr-ref/OTHER_ocr.jsonl.gz"
+expect_exit 0 "https with --ca-file, S3 destination: exit 0" "$QUIRE" extract \
+	--ocr-dest "s3://$BUCKET/tls-out" --s3-endpoint "$NGINX_HTTPS" --ca-file "$CA_FILE" \
+	--staging "$T/tls-staging" --journal "$T/tls-out.journal" "$T/elsewhere/OTHER.tar.gz" \
+	2>"$T/tls-out.err"
+check "https with --ca-file, S3 destination: uploaded through TLS" \
+	grep -qE '^PUT /quire-test/tls-out/OTHER_ocr\.jsonl\.gz 200 [0-9]+ https ' "$NGINX_LOG"
+s3_get "$BUCKET" tls-out/OTHER_ocr.jsonl.gz "$T/tls-out.ocr.gz" >/dev/null 2>&1
+same_file "https with --ca-file, S3 destination: the OCR stored whole" "$T/tls-out.ocr.gz" \
+	"$T/ocr-ref/OTHER_ocr.jsonl.gz"
+S3_ENDPOINT=$NGINX_HTTPS config_error tls-noca "source s3://$BUCKET/books2: .*certificate" \
+	"s3://$BUCKET/books2"
+S3_ENDPOINT=$NGINX_HTTPS config_error tls-badca "$T/no-such-ca\.pem" "s3://$BUCKET/books2" \
+	--ca-file "$T/no-such-ca.pem"
