@@ -406,7 +406,7 @@ static int set_option(void *ctx, int key, const char *arg)
                 break;
         case EX_CA:
                 o->ca_file = arg;
-                break;
+                return opts_readable_file(c, key, arg);
         case EX_STALL: /* quire run's bounds */
                 return opts_count(c, key, arg, 1, 86400, &o->stall_timeout_s);
         }

@@ -134,7 +134,7 @@ static int set_option(void *ctx, int key, const char *arg)
                 return 0;
         case GRIN_OPT_CA_FILE:
                 o->site.ca_file = arg;
-                return 0;
+                return opts_readable_file(o->spec, key, arg);
         case GRIN_OPT_FORMAT:
                 return opts_choice(o->spec, key, arg, &o->format);
         case GRIN_OPT_BATCH:

@@ -322,7 +322,7 @@ static int set_option(void *ctx, int key, const char *arg)
                 return set_count(key, arg, 1, 86400, &cfg->metrics_interval_s);
         case RUN_CA:
                 o->source.ca_file = o->sink.ca_file = arg;
-                return 0;
+                return opts_readable_file(&cmd_run_spec, key, arg);
         case RUN_HEADER_FILE:
                 o->source.header_file = arg;
                 return 0;

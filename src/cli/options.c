@@ -6,12 +6,15 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define HELP_WIDTH  80
 #define HELP_INDENT 27 /* where option descriptions start in --help */
@@ -144,6 +147,19 @@ int opts_count(const struct cmd_spec *c, int key, const char *arg, uint64_t lo, 
                                         "expected a whole number from %llu to %llu, got '%s'",
                                         (unsigned long long)lo, (unsigned long long)hi, arg);
         *out = v;
+        return 0;
+}
+
+int opts_readable_file(const struct cmd_spec *c, int key, const char *arg)
+{
+        int fd = open(arg, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return opts_usage_error(c, key, "%s: %s", arg, strerror(errno));
+        struct stat st;
+        bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+        close(fd);
+        if (!regular)
+                return opts_usage_error(c, key, "%s: not a regular file", arg);
         return 0;
 }
 

@@ -83,6 +83,9 @@ int opts_size(const struct cmd_spec *c, int key, const char *arg, uint64_t lo, u
               uint64_t *out);
 /* One of the option's values words ("text json"): *index is its position. */
 int opts_choice(const struct cmd_spec *c, int key, const char *arg, unsigned *index);
+/* A file the command will read later (a CA bundle): refused now, in one line naming it,
+ * rather than book by book once connections start. 0 or OPTS_USAGE. */
+int opts_readable_file(const struct cmd_spec *c, int key, const char *arg);
 /* Prints "quire: --NAME: WHY (see quire CMD --help)", or without "--NAME: " for key 0, and
  * returns OPTS_USAGE. */
 int opts_usage_error(const struct cmd_spec *c, int key, const char *fmt, ...)

@@ -15,7 +15,6 @@
 #include <string.h>
 
 #define RING_DEFAULT (1u << 20)
-#define XML_CHUNK    (64 * 1024)
 
 static void call_ready(struct contents *c)
 {

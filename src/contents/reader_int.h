@@ -35,7 +35,6 @@ struct contents {
         uint64_t xml_bytes;
         bool xml_bad_utf8;
         unsigned u8_need; /* continuation bytes the XML member still owes */
-        uint8_t *xml_buf;
 };
 
 /* On the reader thread, after archive_read_open(): reads every member, and sets

@@ -126,6 +126,19 @@ fi
 expect_exit 2 "usage error: no --source" "$QUIRE" run --dest "$T/x" "$T/src/barcodes.txt"
 expect_exit 2 "usage error: bad --workers" "$QUIRE" run --workers abc --source "x{barcode}" \
 	--dest "$T/x" "$T/src/barcodes.txt"
+# A --ca-file that cannot be read is refused before anything starts, in one line naming it
+# (not book by book, with a retry each, once HTTPS connections begin).
+for bad in "$T/no-such-ca.pem" "$T/src"; do
+	expect_exit 2 "--ca-file $(basename "$bad"): exit 2" "$QUIRE" run --ca-file "$bad" \
+		--source "$NGINX_HTTPS/{barcode}.tar.gz.gpg" --dest "$T/out-badca" \
+		--journal "$T/badca.journal" "$T/src/barcodes.txt" 2>"$T/badca.err"
+	if [ "$(wc -l <"$T/badca.err")" -eq 1 ] && grep -qF -- "--ca-file: $bad:" "$T/badca.err" &&
+		[ ! -e "$T/out-badca" ] && [ ! -e "$T/badca.journal" ]; then
+		pass "--ca-file $(basename "$bad"): one line naming it, nothing made"
+	else
+		fail "--ca-file $(basename "$bad") refused" "$(cat "$T/badca.err")"
+	fi
+done
 QUIRE_PASSPHRASE=wrong expect_exit 1 "wrong passphrase: exit 1" \
 	"$QUIRE" run --journal "$T/wrong.journal" --dest "$T/out-wrong" \
 	--source "$NGINX_HTTP/{barcode}.tar.gz.gpg" --max-consecutive-failures 3 \

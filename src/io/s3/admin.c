@@ -96,6 +96,11 @@ int s3_sync_request(struct s3_sync *y, struct s3_req *q, const char *method, con
                 snprintf(y->msg, y->msglen, "%s: %s", what, strerror(-err));
                 return err;
         }
+        if (rc == CURLE_SSL_CACERT_BADFILE) { /* ours to fix, not the endpoint's */
+                snprintf(y->msg, y->msglen, "%s: cannot use the CA file: %s", what,
+                         q->errbuf[0] ? q->errbuf : curl_easy_strerror(rc));
+                return -EINVAL;
+        }
         if (rc != CURLE_OK) {
                 y->transient = true;
                 snprintf(y->msg, y->msglen, "%s: cannot reach %s: %s", what, url,
