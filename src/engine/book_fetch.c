@@ -110,6 +110,12 @@ static int on_src_data(void *owner, uint64_t off, const uint8_t *p, size_t n)
         n -= (size_t)(b->fed - off);
         if (b->key_wait)
                 return SOURCE_PAUSE; /* handed over again once the key is back */
+        int made = book_plain(b) ? 0 : stage_create(&b->stage); /* at the body's first byte */
+        if (made) {
+                b->feed_error = PGP_ESINK;
+                b->restart_err = made;
+                return -1;
+        }
         size_t need = n + STAGING_SLACK;
         if (need > STAGE_BUFS * STAGE_BUF_SIZE)
                 need = STAGE_BUFS * STAGE_BUF_SIZE;

@@ -142,18 +142,26 @@ int stage_open(struct stage *s, const char *barcode)
         s->cur = 0;
         s->error = 0;
         s->finishing = s->syncing = false;
+        s->made = false;
         for (unsigned i = 0; i < STAGE_BUFS; i++)
                 s->bufs[i].len = 0;
-        /* Never over an existing file: the directory is this user's, locked, swept at
-         * start, and a barcode is in one slot at a time, so an existing name means some
-         * other writer, whose file this book must not share or replace. */
         s->direct = s->buffered = false;
+        return 0;
+}
+
+/* Never over an existing file: the directory is this user's, locked, swept at start, and a
+ * barcode is in one slot at a time, so an existing name means some other writer, whose
+ * file this book must not share, replace or remove. */
+int stage_create(struct stage *s)
+{
+        if (s->made)
+                return 0;
+        const char *name = strrchr(s->path, '/') + 1;
         s->fd =
             openat(s->st->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (s->fd < 0) {
-                s->path[0] = 0;
+        if (s->fd < 0)
                 return -errno;
-        }
+        s->made = true;
         return 0;
 }
 
@@ -197,6 +205,9 @@ int stage_write(struct stage *s, const uint8_t *p, size_t n)
                 return s->error; /* a full disk: stop the transfer now, not at its end */
         if (s->st->max_book && s->size + n > s->st->max_book)
                 return -EFBIG;
+        int made = stage_create(s);
+        if (made)
+                return made;
         atomic_fetch_add(&s->st->used, n);
         s->counted += n;
         while (n) {
@@ -245,10 +256,19 @@ static void try_sync(struct stage *s)
 
 void stage_finish(struct stage *s)
 {
+        /* A book of no plaintext at all still needs its (empty) file. */
+        int err = stage_create(s);
+        if (err) {
+                if (!s->error)
+                        s->error = err;
+                s->finishing = true;
+                try_sync(s);
+                return;
+        }
         /* Full buffers start at multiples of their size, the last piece ends the file at
          * any length; and the sink may read the file back through this fd, from buffers
          * of its own. */
-        int err = stage_go_buffered(s);
+        err = stage_go_buffered(s);
         if (err && !s->error)
                 s->error = err;
         struct stage_buf *sb = &s->bufs[s->cur];
@@ -273,8 +293,9 @@ bool stage_remove(struct stage *s, bool taken)
                 close(s->fd);
                 s->fd = -1;
         }
-        if (s->path[0] && !taken)
+        if (s->made && !taken)
                 unlink(s->path);
+        s->made = false;
         s->path[0] = 0;
         return room_back;
 }

@@ -63,6 +63,7 @@ struct stage {
         struct staging *st;
         struct loop *loop;
         int fd;        /* -1: no file */
+        bool made;     /* this attempt created the file at path (so it may remove it) */
         bool direct;   /* fd has O_DIRECT: every write aligned, from aligned buffers */
         bool buffered; /* something unaligned was written: the file stays cached */
         char path[4096 + 128];
@@ -84,13 +85,21 @@ struct stage {
 int stage_init(struct stage *s, struct staging *st, struct loop *loop, void (*on_room)(void *),
                void (*on_synced)(void *, int), void *owner);
 void stage_destroy(struct stage *s);
-/* Creates this book's staging file, empty. 0 or -errno. */
+/* Names this book's staging file and resets the stage, without creating the file: a book
+ * that fails before its source sends a byte of it (a 404, a refused request) costs no
+ * create and unlink, which on an ext4 without a journal were a third of a run of 404s
+ * (kernel-notes.md). 0 or -errno. */
 int stage_open(struct stage *s, const char *barcode);
+/* Creates the named file, empty, once (the owner calls it at the body's first byte;
+ * stage_write() and stage_finish() make sure of it too). 0 or -errno (-EEXIST: another
+ * writer's file, which is left alone). */
+int stage_create(struct stage *s);
 /* Bytes the buffers can take now without a synchronous write. */
 size_t stage_room(const struct stage *s);
 /* Takes plaintext (copies it into the buffers, submitting each full one; when every
  * buffer is in flight, writes synchronously rather than stall the transfer). 0, or
- * -errno (a failed earlier write, -EFBIG over --max-book-size). */
+ * -errno (the file could not be created, e.g. -EEXIST; a failed earlier write; -EFBIG
+ * over --max-book-size). */
 int stage_write(struct stage *s, const uint8_t *p, size_t n);
 /* Writes what is buffered, waits for every write, then fdatasync: on_synced() follows. */
 void stage_finish(struct stage *s);

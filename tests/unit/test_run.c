@@ -516,6 +516,60 @@ static void test_staging_direct_lengths(void **state)
         }
 }
 
+static void no_room(void *owner)
+{
+}
+static void no_synced(void *owner, int rc)
+{
+}
+
+/* A stage names its file when the attempt starts and makes it only when the body begins
+ * (stage_create at its first byte, or the first write): a book that fails before, a 404,
+ * costs no create and unlink. A file another writer put at the name is refused (-EEXIST)
+ * and never removed. */
+static void test_stage_file_made_late(void **state)
+{
+        char dir[] = "/tmp/quire-late-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char sdir[64], path[128], msg[256];
+        snprintf(sdir, sizeof sdir, "%s/staging", dir);
+        snprintf(path, sizeof path, "%s/A%s", sdir, STAGE_SUFFIX);
+        struct staging st;
+        assert_int_equal(staging_open(&st, sdir, 0, 0, msg, sizeof msg), 0);
+        struct loop *l = NULL;
+        const char *why = NULL;
+        assert_int_equal(loop_new(&l, LOOP_AUTO, 8, &why), 0);
+        struct stage s;
+        assert_int_equal(stage_init(&s, &st, l, no_room, no_synced, NULL), 0);
+
+        assert_int_equal(stage_open(&s, "A"), 0);
+        assert_int_equal(access(path, F_OK), -1); /* named, not made */
+        stage_remove(&s, false);
+        assert_int_equal(access(path, F_OK), -1);
+
+        int fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600); /* another writer's */
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(stage_open(&s, "A"), 0);
+        assert_int_equal(stage_write(&s, (const uint8_t *)"x", 1), -EEXIST);
+        assert_int_equal(stage_create(&s), -EEXIST);
+        stage_remove(&s, false);
+        assert_int_equal(access(path, F_OK), 0); /* left alone */
+        assert_int_equal(unlink(path), 0);
+
+        assert_int_equal(stage_open(&s, "A"), 0);
+        assert_int_equal(stage_create(&s), 0);
+        assert_int_equal(stage_create(&s), 0); /* once */
+        assert_int_equal(access(path, F_OK), 0);
+        stage_remove(&s, false);
+        assert_int_equal(access(path, F_OK), -1);
+
+        stage_destroy(&s);
+        loop_free(l);
+        staging_close(&st);
+        remove_dir(dir);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -524,6 +578,7 @@ int main(void)
             cmocka_unit_test(test_duplicates),
             cmocka_unit_test(test_staging_backpressure),
             cmocka_unit_test(test_staging_direct_lengths),
+            cmocka_unit_test(test_stage_file_made_late),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
