@@ -6,9 +6,10 @@
 # quire extract over the same archives in a directory. Then: a listing of more than one
 # page (1,200 filler objects before the archives, s3rver honours max-keys and continuation
 # tokens: the archives come on the second page), a rerun that skips, a listing page that
-# fails once and is asked again, a GET reset mid-body that resumes, a book of the first page
-# read while the second page is held (the listing is streamed), a listing refused after
-# its first page, a stored name that is no barcode, and the configuration
+# fails once and is asked again, a GET reset mid-body that resumes, a 203 to a GET (named by
+# its status, asked again), a book of the first page read while the second page is held
+# (the listing is streamed), a listing refused after its first page, a stored name that is
+# no barcode, and the configuration
 # errors (a missing bucket, refused credentials, an endpoint that does not answer), each one
 # line naming what is wrong, exit 2, nothing made, no secret in it; an empty prefix is said.
 MKBOOK=$ROOT/tools/mkbook
@@ -126,6 +127,17 @@ check "faults: the reset GET resumed with a range" grep -qE '^GET /quire-test/pa
 	"$S3PROXY_LOG"
 same_file "faults: S3B02's OCR as from the directory" "$T/ocr-fault/S3B02_ocr.jsonl.gz" \
 	"$T/ocr-dir/S3B02_ocr.jsonl.gz"
+
+# A success that is not the object (a 203 from something in the way): named by its status
+# (not by whatever the stack held), and asked again.
+printf '%s\n' 'S3B01 203 1 op=get' >"$T/rules"
+mkdir -p "$T/ocr-odd2xx" "$T/marc-odd2xx"
+expect_exit 0 "a 203 to a GET: exit 0 (asked again)" extract_s3 odd2xx "s3://$BUCKET/paged"
+check "a 203 to a GET: named, with its status" grep -qF \
+	"S3B01: attempt 1 failed (source: s3://$BUCKET/paged/S3B01.tar.gz: HTTP 203, not the object (200));" \
+	"$T/odd2xx.err"
+check "a 203 to a GET: both books ok" test "$(journaled "$T/odd2xx.journal" ok)" = "S3B01 S3B02 "
+: >"$T/rules"
 
 # Streamed: a book of the first page is read while the second page is still awaited (the
 # proxy holds it), and SIGTERM then ends the run at once, the listing with it.

@@ -138,6 +138,14 @@ static void verdict(struct s3_slot *sl, CURLcode rc, struct source_result *res, 
                 res->range_refused = true;
                 snprintf(detail, dlen, "source: %.400s: HTTP %ld: the rest from %llu refused", name,
                          st, (unsigned long long)sl->want_off);
+        } else if (st >= 200 && st < 300) {
+                /* A success that is not the object's body (a 203, a 204, a 206 to a GET
+                 * without Range): s3_req_verdict takes every 2xx for success and says
+                 * nothing, so it is named here. A server or proxy in the way may do
+                 * better on the next attempt. */
+                res->status = SOURCE_TRANSIENT;
+                snprintf(detail, dlen, "source: s3://%s/%.400s: HTTP %ld, not the object (200)%s",
+                         sl->src->s3.bucket, name, st, sl->want_off ? " or its rest (206)" : "");
         } else {
                 (void)s3_req_verdict(&sl->q, rc, why, sizeof why, &transient);
                 res->status = st == 404   ? SOURCE_NOT_FOUND
