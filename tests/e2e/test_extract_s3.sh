@@ -206,3 +206,13 @@ S3_ENDPOINT=http://127.0.0.1:$port config_error unreachable \
 expect_exit 0 "empty prefix: exit 0" extract_s3 empty "s3://$BUCKET/nothing-here"
 check "empty prefix: said so" grep -q "s3://$BUCKET/nothing-here: no archives (NAME.tar.gz) under that prefix" \
 	"$T/empty.err"
+
+# A lying listing (s3liar.py). Continuation tokens that go round (t1, t2, t1, ...), where
+# each page differs from the one before: the round is seen within a few pages and named
+# (without it, every page would be listed again and again, up to 100,000 of them).
+start_s3liar cycle || exit 1
+S3_ENDPOINT=$LIAR_URL expect_exit 1 "tokens going round: exit 1" extract_s3 cycle "s3://$BUCKET/liar"
+check "tokens going round: said, naming the listing" grep -q \
+	"^quire: listing s3://$BUCKET/liar: the continuation tokens go round" "$T/cycle.err"
+pages=$(grep -c 'list-type=2' "$LIAR_LOG")
+check "tokens going round: seen within 4 pages (asked $pages)" test "$pages" -le 4
