@@ -216,3 +216,10 @@ check "tokens going round: said, naming the listing" grep -q \
 	"^quire: listing s3://$BUCKET/liar: the continuation tokens go round" "$T/cycle.err"
 pages=$(grep -c 'list-type=2' "$LIAR_LOG")
 check "tokens going round: seen within 4 pages (asked $pages)" test "$pages" -le 4
+# A page larger than 1 MiB: named as that, and not asked again (it would come the same).
+start_s3liar huge || exit 1
+S3_ENDPOINT=$LIAR_URL expect_exit 1 "a page over 1 MiB: exit 1" extract_s3 huge "s3://$BUCKET/liar"
+check "a page over 1 MiB: said so" grep -q \
+	"^quire: listing s3://$BUCKET/liar: an answer larger than 1 MiB; the archives after" \
+	"$T/huge.err"
+check "a page over 1 MiB: asked once" test "$(grep -c 'list-type=2' "$LIAR_LOG")" -eq 1
