@@ -7,9 +7,15 @@ empty ListBucketResult, ListObjectsV2 (list-type=2) as --mode says, anything els
          token going round t1, t2, t1, t2, ...; after 20 pages a last, untruncated page
          (so that a client that does not see the round still ends)
   huge   a page of more than 1 MiB (a well-formed document, padded with a comment)
+  short  one page listing S3B01.tar.gz, served from --object FILE (ETag "e1"): the first
+         GET a 200 cut off at half the body (a clean close), the first ranged GET a 206
+         that stops half-way to the end, Content-Range saying so (bytes A-B/TOTAL,
+         B < TOTAL - 1), every later one the whole rest
+  long   the same, but the first ranged GET's 206 carries 4096 bytes of junk after the
+         object's end, its Content-Range naming the end (bytes A-END/TOTAL)
 
-Options: --mode M, --ready-file F (written atomically with "PORT PID" once listening),
---log F (one line per request: METHOD TARGET)."""
+Options: --mode M, --object FILE, --ready-file F (written atomically with "PORT PID"
+once listening), --log F (one line per request: METHOD TARGET [Range])."""
 
 import argparse
 import http.server
@@ -37,6 +43,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     args = None
     lock = threading.Lock()
     pages = 0
+    gets = 0
+    ranged = 0
 
     def log_message(self, format, *args):
         pass
@@ -48,12 +56,49 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _object(self, name):
+        """The object, lying about ranges as --mode says."""
+        with open(self.args.object, "rb") as f:
+            data = f.read()
+        total = len(data)
+        rng = self.headers.get("Range")
+        with self.lock:
+            Handler.gets += 1
+            first = Handler.gets == 1
+            if rng:
+                Handler.ranged += 1
+            first_ranged = rng and Handler.ranged == 1
+        self.send_response(206 if rng else 200)
+        self.send_header("ETag", '"e1"')
+        if not rng:
+            self.send_header("Content-Length", str(total))
+            self.end_headers()
+            if first:  # half, then a clean close: the client resumes
+                self.wfile.write(data[:total // 2])
+                self.close_connection = True
+                return
+            self.wfile.write(data)
+            return
+        start = int(rng.split("=")[1].split("-")[0])
+        end, junk = total - 1, b""
+        if first_ranged and self.args.mode == "short":
+            end = start + (total - start) // 2 - 1
+        elif first_ranged:
+            junk = b"\xa5" * 4096
+        body = data[start:end + 1] + junk
+        self.send_header("Content-Range", "bytes %d-%d/%d" % (start, end, total))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_GET(self):
         with open(self.args.log, "a") as f:
-            f.write("GET %s\n" % self.path)
+            f.write("GET %s %s\n" % (self.path, self.headers.get("Range", "-")))
         u = urllib.parse.urlsplit(self.path)
         q = urllib.parse.parse_qs(u.query, keep_blank_values=True)
         parts = [p for p in u.path.split("/") if p]
+        if len(parts) > 1 and self.args.object and parts[-1] == "S3B01.tar.gz":
+            return self._object(parts[-1])
         if len(parts) != 1:
             return self._answer(404, b"<Error><Code>NoSuchKey</Code></Error>")
         prefix = q.get("prefix", [""])[0]
@@ -63,6 +108,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with self.lock:
             Handler.pages += 1
             n = Handler.pages
+        if self.args.mode in ("short", "long"):
+            return self._answer(200, page(prefix + "S3B01.tar.gz", "", False))
         if self.args.mode == "huge":
             return self._answer(200, page(prefix + "big.txt", "", False, pad=3 << 19))
         token = q.get("continuation-token", [""])[0]
@@ -72,7 +119,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["cycle", "huge"], required=True)
+    ap.add_argument("--mode", choices=["cycle", "huge", "short", "long"], required=True)
+    ap.add_argument("--object")
     ap.add_argument("--ready-file", required=True)
     ap.add_argument("--log", required=True)
     Handler.args = ap.parse_args()

@@ -334,12 +334,12 @@ start_s3_faultproxy() {
 	export S3_ENDPOINT S3PROXY_PID S3PROXY_LOG
 }
 
-# start_s3liar MODE: tests/e2e/s3liar.py, a lying S3 for listings (MODE as it says); sets
+# start_s3liar MODE [OPTIONS...]: tests/e2e/s3liar.py, a lying S3 (MODE as it says); sets
 # LIAR_URL (an endpoint for --s3-endpoint) and LIAR_LOG (one line per request).
 start_s3liar() {
 	local d port
 	d=$(_next_dir s3liar) || return 1
-	_start_bg s3liar "$d/ready" "$d/stderr" python3 "$E2E_DIR/s3liar.py" --mode "$1" \
+	_start_bg s3liar "$d/ready" "$d/stderr" python3 "$E2E_DIR/s3liar.py" --mode "$@" \
 		--ready-file "$d/ready" --log "$d/requests.log" || return 1
 	read -r port _ <"$d/ready"
 	LIAR_URL=http://127.0.0.1:$port

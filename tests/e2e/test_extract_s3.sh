@@ -12,6 +12,8 @@
 # no barcode, and the configuration
 # errors (a missing bucket, refused credentials, an endpoint that does not answer), each one
 # line naming what is wrong, exit 2, nothing made, no secret in it; an empty prefix is said.
+# Last, a lying S3 (s3liar.py): continuation tokens that go round, a page over 1 MiB, and
+# ranged GETs that stop short of the end or run past it.
 MKBOOK=$ROOT/tools/mkbook
 mkdir -p "$T/src"
 BOOKS=(S3B01 S3B02 S3B03 S3AWK S3TAMP)
@@ -223,3 +225,18 @@ check "a page over 1 MiB: said so" grep -q \
 	"^quire: listing s3://$BUCKET/liar: an answer larger than 1 MiB; the archives after" \
 	"$T/huge.err"
 check "a page over 1 MiB: asked once" test "$(grep -c 'list-type=2' "$LIAR_LOG")" -eq 1
+# GETs that lie about their range (s3liar.py, S3B01 from the source directory): the first
+# a 200 cut off half-way (resumed), then a 206 that stops short of the end while its
+# Content-Range says so (the rest asked again, not a truncated archive taken whole), or a
+# 206 carrying junk past the object's end (the archive's reader stops at its end). Either
+# way S3B01 comes out as from the directory.
+for lie in short long; do
+	start_s3liar "$lie" --object "$T/src/S3B01.tar.gz" || exit 1
+	mkdir -p "$T/ocr-$lie" "$T/marc-$lie"
+	S3_ENDPOINT=$LIAR_URL expect_exit 0 "a $lie 206: exit 0" extract_s3 "$lie" "s3://$BUCKET/liar"
+	check "a $lie 206: S3B01 ok" test "$(journaled "$T/$lie.journal" ok)" = "S3B01 "
+	same_file "a $lie 206: S3B01's OCR as from the directory" "$T/ocr-$lie/S3B01_ocr.jsonl.gz" \
+		"$T/ocr-dir/S3B01_ocr.jsonl.gz"
+done
+check "a short 206: said where it ended" grep -q \
+	"S3B01: attempt 2 failed (source: liar/S3B01.tar.gz: HTTP 206 ended at byte [0-9]* of [0-9]*)" "$T/short.err"
