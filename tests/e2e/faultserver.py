@@ -42,6 +42,8 @@ Rules, one a line ("#" comments):   PATTERN FAULT [COUNT] [NAME=VALUE...]
            reset-after   proxy: forward, then reset instead of relaying the answer
            ok        answer normally (counts, so "ok 2" then "500" fails the third)
            redirect  a 302 (status=N for another) with Location: to=URL (absolute or not)
+           shortrange  file mode: a ranged GET's 206 stops half-way to the end asked for,
+                     its Content-Range saying so (bytes A-B/TOTAL, B short of the end)
   COUNT    the first COUNT matching requests for each path get the fault (default 1);
            "always" or "*": every one
   NAME=VALUE filters and parameters: method=GET,HEAD (default GET for body faults, any
@@ -90,7 +92,7 @@ class Rule:
         self.params = params
         if "method" in params:
             self.methods = {m.upper() for m in params["method"].split(",")}
-        elif self.fault in BODY_FAULTS:
+        elif self.fault in BODY_FAULTS or self.fault == "shortrange":
             self.methods = {"GET"}
         else:
             self.methods = {"*"}
@@ -418,6 +420,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             start = int(m.group(1))
             end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
             code = 206
+            if fault == "shortrange":  # a server capping its ranges, and saying so
+                end = start + max((end - start + 1) // 2, 1) - 1
             headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
 
         def chunks():

@@ -334,6 +334,20 @@ start_s3_faultproxy() {
 	export S3_ENDPOINT S3PROXY_PID S3PROXY_LOG
 }
 
+# start_s3liar MODE [OPTIONS...]: tests/e2e/s3liar.py, a lying S3 (MODE as it says); sets
+# LIAR_URL (an endpoint for --s3-endpoint) and LIAR_LOG (one line per request).
+start_s3liar() {
+	local d port
+	d=$(_next_dir s3liar) || return 1
+	_start_bg s3liar "$d/ready" "$d/stderr" python3 "$E2E_DIR/s3liar.py" --mode "$@" \
+		--ready-file "$d/ready" --log "$d/requests.log" || return 1
+	read -r port _ <"$d/ready"
+	LIAR_URL=http://127.0.0.1:$port
+	LIAR_LOG=$d/requests.log
+	touch "$LIAR_LOG"
+	export LIAR_URL LIAR_LOG
+}
+
 start_sigv4check() {
 	local d port
 	d=$(_next_dir sigv4check) || return 1

@@ -6,14 +6,16 @@
 # quire extract over the same archives in a directory. Then: a listing of more than one
 # page (1,200 filler objects before the archives, s3rver honours max-keys and continuation
 # tokens: the archives come on the second page), a rerun that skips, a listing page that
-# fails once and is asked again, a GET reset mid-body that resumes, a book of the first page
-# read while the second page is held (the listing is streamed), a listing refused after
-# its first page, a stored name that is no barcode, and the configuration
+# fails once and is asked again, a GET reset mid-body that resumes, a 203 to a GET (named by
+# its status, asked again), a book of the first page read while the second page is held
+# (the listing is streamed), a listing refused after its first page, a stored name that is
+# no barcode, and the configuration
 # errors (a missing bucket, refused credentials, an endpoint that does not answer), each one
 # line naming what is wrong, exit 2, nothing made, no secret in it; an empty prefix is said.
-# Last, --stall-timeout cutting a stalled GET, and HTTPS through nginx with the test CA:
+# Then --stall-timeout cutting a stalled GET, and HTTPS through nginx with the test CA:
 # with --ca-file (source and S3 destination), without it, and with a CA file that is not
-# there.
+# there. Last, a lying S3 (s3liar.py): continuation tokens that go round, a page over 1 MiB,
+# and ranged GETs that stop short of the end or run past it.
 MKBOOK=$ROOT/tools/mkbook
 mkdir -p "$T/src"
 BOOKS=(S3B01 S3B02 S3B03 S3AWK S3TAMP)
@@ -129,6 +131,17 @@ check "faults: the reset GET resumed with a range" grep -qE '^GET /quire-test/pa
 	"$S3PROXY_LOG"
 same_file "faults: S3B02's OCR as from the directory" "$T/ocr-fault/S3B02_ocr.jsonl.gz" \
 	"$T/ocr-dir/S3B02_ocr.jsonl.gz"
+
+# A success that is not the object (a 203 from something in the way): named by its status
+# (not by whatever the stack held), and asked again.
+printf '%s\n' 'S3B01 203 1 op=get' >"$T/rules"
+mkdir -p "$T/ocr-odd2xx" "$T/marc-odd2xx"
+expect_exit 0 "a 203 to a GET: exit 0 (asked again)" extract_s3 odd2xx "s3://$BUCKET/paged"
+check "a 203 to a GET: named, with its status" grep -qF \
+	"S3B01: attempt 1 failed (source: s3://$BUCKET/paged/S3B01.tar.gz: HTTP 203, not the object (200));" \
+	"$T/odd2xx.err"
+check "a 203 to a GET: both books ok" test "$(journaled "$T/odd2xx.journal" ok)" = "S3B01 S3B02 "
+: >"$T/rules"
 
 # Streamed: a book of the first page is read while the second page is still awaited (the
 # proxy holds it), and SIGTERM then ends the run at once, the listing with it.
@@ -247,3 +260,35 @@ S3_ENDPOINT=$NGINX_HTTPS config_error tls-noca "source s3://$BUCKET/books2: .*ce
 	"s3://$BUCKET/books2"
 S3_ENDPOINT=$NGINX_HTTPS config_error tls-badca "$T/no-such-ca\.pem" "s3://$BUCKET/books2" \
 	--ca-file "$T/no-such-ca.pem"
+
+# A lying listing (s3liar.py). Continuation tokens that go round (t1, t2, t1, ...), where
+# each page differs from the one before: the round is seen within a few pages and named
+# (without it, every page would be listed again and again, up to 100,000 of them).
+start_s3liar cycle || exit 1
+S3_ENDPOINT=$LIAR_URL expect_exit 1 "tokens going round: exit 1" extract_s3 cycle "s3://$BUCKET/liar"
+check "tokens going round: said, naming the listing" grep -q \
+	"^quire: listing s3://$BUCKET/liar: the continuation tokens go round" "$T/cycle.err"
+pages=$(grep -c 'list-type=2' "$LIAR_LOG")
+check "tokens going round: seen within 4 pages (asked $pages)" test "$pages" -le 4
+# A page larger than 1 MiB: named as that, and not asked again (it would come the same).
+start_s3liar huge || exit 1
+S3_ENDPOINT=$LIAR_URL expect_exit 1 "a page over 1 MiB: exit 1" extract_s3 huge "s3://$BUCKET/liar"
+check "a page over 1 MiB: said so" grep -q \
+	"^quire: listing s3://$BUCKET/liar: an answer larger than 1 MiB; the archives after" \
+	"$T/huge.err"
+check "a page over 1 MiB: asked once" test "$(grep -c 'list-type=2' "$LIAR_LOG")" -eq 1
+# GETs that lie about their range (s3liar.py, S3B01 from the source directory): the first
+# a 200 cut off half-way (resumed), then a 206 that stops short of the end while its
+# Content-Range says so (the rest asked again, not a truncated archive taken whole), or a
+# 206 carrying junk past the object's end (the archive's reader stops at its end). Either
+# way S3B01 comes out as from the directory.
+for lie in short long; do
+	start_s3liar "$lie" --object "$T/src/S3B01.tar.gz" || exit 1
+	mkdir -p "$T/ocr-$lie" "$T/marc-$lie"
+	S3_ENDPOINT=$LIAR_URL expect_exit 0 "a $lie 206: exit 0" extract_s3 "$lie" "s3://$BUCKET/liar"
+	check "a $lie 206: S3B01 ok" test "$(journaled "$T/$lie.journal" ok)" = "S3B01 "
+	same_file "a $lie 206: S3B01's OCR as from the directory" "$T/ocr-$lie/S3B01_ocr.jsonl.gz" \
+		"$T/ocr-dir/S3B01_ocr.jsonl.gz"
+done
+check "a short 206: said where it ended" grep -q \
+	"S3B01: attempt 2 failed (source: liar/S3B01.tar.gz: HTTP 206 ended at byte [0-9]* of [0-9]*)" "$T/short.err"

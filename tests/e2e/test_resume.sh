@@ -1,7 +1,8 @@
 # Resume (issue 13): a download cut at random offsets continues from the byte where it
 # broke, with Range + If-Range, into the same decryptor. Every book byte-exact; the bytes
 # fetched stay within 1.05x of the archives' sizes; a server without ranges, and an object
-# that changed between attempts, still give byte-exact books (started over from byte 0).
+# that changed between attempts, still give byte-exact books (started over from byte 0); a
+# server that caps its ranges has the rest asked for again.
 
 make_books "$T/src" 12 1M-3M
 
@@ -59,6 +60,19 @@ if ! grep -q '^GET [^ ]* 206 ' "$FAULT_LOG" && ! grep -q 'resumed' "$T/norange.j
 else
 	fail "no ranges" "$(grep -c ' 206 ' "$FAULT_LOG") 206s"
 fi
+
+# A server that caps its ranges: the 206 after a cut stops half-way to the end, its
+# Content-Range saying so. The rest is asked for again, not a cut book taken for whole.
+stop_pid "$FAULT_PID"
+printf '%s\n' 'TEST0001 reset 1 at=400000' 'TEST0001 shortrange 1' >"$T/capped-rules"
+start_faultserver "$T/src" --rules "$T/capped-rules" --no-name-faults
+expect_exit 0 "capped range: exit 0" run_quire capped
+check "capped range: every book byte-exact" all_exact "$T/capped"
+check "capped range: the rest after the capped 206 asked for with a range" \
+	test "$(grep -c '^GET /TEST0001.tar.gz.gpg 206 ' "$FAULT_LOG")" -eq 2
+check "capped range: said where it ended" \
+	grep -q "TEST0001: attempt 2 failed (source: HTTP 206 ended at byte [0-9]* of [0-9]*)" \
+	"$T/capped.err"
 
 # The object changes between the cut and the retry: If-Range sends it whole, and the new
 # book is what gets delivered, whole and exact.

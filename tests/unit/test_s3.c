@@ -391,6 +391,40 @@ static void test_list_objects(void **state)
         s3_xml_reset(&x);
 }
 
+/* A lying listing's sizes: a negative one (strtoull would wrap "-5" to 2^64 - 5), one
+ * with a sign or blanks, one past 64 bits: all unreadable, UINT64_MAX. */
+static int collect_all(void *ctx, const char *key, uint64_t size)
+{
+        struct objects *o = ctx;
+        o->sizes[o->n++] = size;
+        return 0;
+}
+
+static void test_list_objects_bad_sizes(void **state)
+{
+        struct s3_xml x = {0};
+        assert_int_equal(feed_str(&x,
+                                  "<ListBucketResult>"
+                                  "<Contents><Key>a</Key><Size>-5</Size></Contents>"
+                                  "<Contents><Key>b</Key><Size>+5</Size></Contents>"
+                                  "<Contents><Key>c</Key><Size> 5</Size></Contents>"
+                                  "<Contents><Key>d</Key><Size>99999999999999999999999</Size>"
+                                  "</Contents>"
+                                  "<Contents><Key>e</Key><Size>0</Size></Contents>"
+                                  "</ListBucketResult>",
+                                  64),
+                         0);
+        struct objects o = {0};
+        assert_int_equal(s3_xml_objects(&x, collect_all, &o), 0);
+        assert_int_equal(o.n, 5);
+        for (unsigned i = 0; i < 4; i++)
+                if (o.sizes[i] != UINT64_MAX)
+                        fail_msg("object %u: size %llu, not UINT64_MAX", i,
+                                 (unsigned long long)o.sizes[i]);
+        assert_int_equal(o.sizes[4], 0);
+        s3_xml_reset(&x);
+}
+
 static void test_complete_document_escaped(void **state)
 {
         char etags[2][HTTP_ETAG_MAX] = {"abc", "x&<y>"};
@@ -607,6 +641,7 @@ int main(void)
             cmocka_unit_test(test_list_uploads_url_encoded),
             cmocka_unit_test(test_list_uploads_plain),
             cmocka_unit_test(test_list_objects),
+            cmocka_unit_test(test_list_objects_bad_sizes),
             cmocka_unit_test(test_complete_document_escaped),
             cmocka_unit_test(test_meta_header_safe),
             cmocka_unit_test(test_meta_2kb),

@@ -101,6 +101,14 @@ int s3_sync_request(struct s3_sync *y, struct s3_req *q, const char *method, con
                          q->errbuf[0] ? q->errbuf : curl_easy_strerror(rc));
                 return -EINVAL;
         }
+        if (rc == CURLE_WRITE_ERROR && q->xml_err) {
+                /* Our refusal of the answer (past S3_XML_MAX, or no memory), not the
+                 * network's: named as that. A too large answer comes the same again. */
+                (void)s3_req_verdict(q, rc, why, sizeof why, &y->transient);
+                y->transient = q->xml_err == -ENOMEM;
+                snprintf(y->msg, y->msglen, "%s: %s", what, why);
+                return -EIO;
+        }
         if (rc != CURLE_OK) {
                 y->transient = true;
                 snprintf(y->msg, y->msglen, "%s: cannot reach %s: %s", what, url,

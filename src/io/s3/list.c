@@ -99,9 +99,31 @@ static int take_object(void *ctx, const char *key, uint64_t size)
         return l->fn(l->ctx, key + pl, size);
 }
 
+/* Whether next was given before: Brent's cycle finding, next compared with the token
+ * saved at the last power of two of pages. A server that goes round (t1, t2, t1, ...; a
+ * token equal to the one before is refused on its own) is caught within twice the
+ * round's length plus the pages before it, in the memory of one token. */
+struct rounds {
+        char saved[TOKEN_MAX];
+        unsigned since, power;
+};
+
+static bool goes_round(struct rounds *r, const char *next)
+{
+        if (!strcmp(next, r->saved))
+                return true;
+        if (++r->since == r->power) {
+                snprintf(r->saved, sizeof r->saved, "%s", next);
+                r->power *= 2;
+                r->since = 0;
+        }
+        return false;
+}
+
 static int walk(struct listing *l, const char *what)
 {
         char token[TOKEN_MAX], next[TOKEN_MAX], trunc[16];
+        struct rounds rounds = {.power = 1};
         token[0] = 0;
         for (unsigned page = 0; page < PAGES_MAX; page++) {
                 int err = fetch_page(l, token, what);
@@ -119,6 +141,14 @@ static int walk(struct listing *l, const char *what)
                         /* Without a fresh token the next page would be this one again. */
                         snprintf(l->sync.msg, l->sync.msglen,
                                  "%s: a truncated page without a usable NextContinuationToken",
+                                 what);
+                        return -EPROTO;
+                }
+                if (goes_round(&rounds, next)) {
+                        /* Past here the same pages again and again, their objects listed anew. */
+                        snprintf(l->sync.msg, l->sync.msglen,
+                                 "%s: the continuation tokens go round (a NextContinuationToken "
+                                 "given before)",
                                  what);
                         return -EPROTO;
                 }

@@ -130,6 +130,14 @@ static void verdict(struct s3_slot *sl, CURLcode rc, struct source_result *res, 
         } else if (h->too_long) {
                 snprintf(detail, dlen, "source: %.400s: an answer header line longer than %d bytes",
                          name, HTTP_LINE_MAX);
+        } else if (st == 206 && sl->want_off && h->range_total >= 0 &&
+                   sl->off < (uint64_t)h->range_total) {
+                /* A whole answer, yet a range that stops before the object's end (its
+                 * Content-Range says so): the book would take a cut archive for whole. The
+                 * rest is asked for again, from here. */
+                res->status = SOURCE_TRANSIENT;
+                snprintf(detail, dlen, "source: %.400s: HTTP 206 ended at byte %llu of %lld", name,
+                         (unsigned long long)sl->off, (long long)h->range_total);
         } else if (st == 200 || (st == 206 && sl->want_off)) {
                 res->status = SOURCE_OK;
         } else if ((st == 412 || st == 416) && sl->want_off) {
@@ -138,6 +146,14 @@ static void verdict(struct s3_slot *sl, CURLcode rc, struct source_result *res, 
                 res->range_refused = true;
                 snprintf(detail, dlen, "source: %.400s: HTTP %ld: the rest from %llu refused", name,
                          st, (unsigned long long)sl->want_off);
+        } else if (st >= 200 && st < 300) {
+                /* A success that is not the object's body (a 203, a 204, a 206 to a GET
+                 * without Range): s3_req_verdict takes every 2xx for success and says
+                 * nothing, so it is named here. A server or proxy in the way may do
+                 * better on the next attempt. */
+                res->status = SOURCE_TRANSIENT;
+                snprintf(detail, dlen, "source: s3://%s/%.400s: HTTP %ld, not the object (200)%s",
+                         sl->src->s3.bucket, name, st, sl->want_off ? " or its rest (206)" : "");
         } else {
                 (void)s3_req_verdict(&sl->q, rc, why, sizeof why, &transient);
                 res->status = st == 404   ? SOURCE_NOT_FOUND

@@ -164,7 +164,10 @@ int s3_xml_objects(const struct s3_xml *x, int (*fn)(void *ctx, const char *key,
                         return -ENOMEM;
                 char *end = size;
                 unsigned long long n = 0;
-                if (text_of(child(c, "Size"), size, sizeof size) == 0)
+                /* Digits only: strtoull takes blanks and a sign, and wraps "-5" round to
+                 * 2^64 - 5; past 64 bits it gives ULLONG_MAX, the "unreadable" value. */
+                if (text_of(child(c, "Size"), size, sizeof size) == 0 && size[0] >= '0' &&
+                    size[0] <= '9')
                         n = strtoull(size, &end, 10);
                 int r = fn(ctx, key, *end || end == size ? UINT64_MAX : (uint64_t)n);
                 if (r)
