@@ -298,6 +298,19 @@ static void download_failed(struct book *b, const struct source_result *res)
                 if (rc == PGP_ENOTPGP && b->first_byte == '<')
                         why = "the source sent an HTML or XML page, not an archive (a login or "
                               "error page: check the credentials)";
+                if (b->resumes && !b->no_resume &&
+                    (rc == PGP_EMDC || rc == PGP_ECORRUPT || rc == PGP_ETRUNC)) {
+                        /* The bytes after a resume did not fit those before it: a server that
+                         * served a changed object to a ranged request (ignoring If-Range).
+                         * Once more from byte 0, never resumed, before the book is called
+                         * damaged. */
+                        char msg[sizeof b->detail];
+                        snprintf(msg, sizeof msg, "%s after a resume", why);
+                        b->no_resume = true;
+                        b->cause = "resume";
+                        book_failed(b, true, false, false, msg);
+                        return;
+                }
                 book_failed(b, false, rc == PGP_EBADPASS || rc == PGP_ENOTPGP, false, why);
                 return;
         }

@@ -44,6 +44,10 @@ Rules, one a line ("#" comments):   PATTERN FAULT [COUNT] [NAME=VALUE...]
            redirect  a 302 (status=N for another) with Location: to=URL (absolute or not)
            shortrange  file mode: a ranged GET's 206 stops half-way to the end asked for,
                      its Content-Range saying so (bytes A-B/TOTAL, B short of the end)
+           splice    file mode: a ranged GET's 206 carries the bytes of another file,
+                     from=NAME (under the root), at the range asked for (going round
+                     NAME when it is shorter), under this file's ETag: a server that
+                     served a changed object to If-Range
   COUNT    the first COUNT matching requests for each path get the fault (default 1);
            "always" or "*": every one
   NAME=VALUE filters and parameters: method=GET,HEAD (default GET for body faults, any
@@ -92,7 +96,7 @@ class Rule:
         self.params = params
         if "method" in params:
             self.methods = {m.upper() for m in params["method"].split(",")}
-        elif self.fault in BODY_FAULTS or self.fault == "shortrange":
+        elif self.fault in BODY_FAULTS or self.fault in ("shortrange", "splice"):
             self.methods = {"GET"}
         else:
             self.methods = {"*"}
@@ -424,12 +428,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 end = start + max((end - start + 1) // 2, 1) - 1
             headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
 
+        body = full
+        if code == 206 and fault == "splice":  # another object's bytes at this range
+            body = os.path.join(self.state.args.root, rule.params["from"])
+
         def chunks():
-            with open(full, "rb") as f:
+            with open(body, "rb") as f:
                 f.seek(start)
                 left = end - start + 1
                 while left > 0:
                     b = f.read(min(65536, left))
+                    if not b and body != full:  # the other object is shorter: go round
+                        f.seek(0)
+                        continue
                     if not b:
                         return
                     left -= len(b)

@@ -74,6 +74,21 @@ check "capped range: said where it ended" \
 	grep -q "TEST0001: attempt 2 failed (source: HTTP 206 ended at byte [0-9]* of [0-9]*)" \
 	"$T/capped.err"
 
+# A server that serves another object's bytes to the resumed range, under the same ETag
+# (it ignored If-Range): the MDC fails. The book is fetched once more from byte 0, not
+# resumed, and delivered exact; only a book that fails from byte 0 too is called damaged.
+stop_pid "$FAULT_PID"
+printf '%s\n' 'TEST0001 reset 1 at=400000' 'TEST0001 splice 1 from=TEST0002.tar.gz.gpg' \
+	>"$T/splice-rules"
+start_faultserver "$T/src" --rules "$T/splice-rules" --no-name-faults
+expect_exit 0 "spliced resume: exit 0" run_quire spliced
+check "spliced resume: every book byte-exact" all_exact "$T/spliced"
+check "spliced resume: fetched from byte 0 after the spliced 206 (GETs: 200, 206, 200)" \
+	test "$(grep '^GET /TEST0001.tar.gz.gpg ' "$FAULT_LOG" | awk '{print $3}' | tr '\n' ' ')" = \
+	"200 206 200 "
+check "spliced resume: said why" \
+	grep -q "TEST0001: attempt 2 failed (.* after a resume)" "$T/spliced.err"
+
 # The object changes between the cut and the retry: If-Range sends it whole, and the new
 # book is what gets delivered, whole and exact.
 mkdir -p "$T/chg" "$T/chg-src"
