@@ -94,7 +94,9 @@ static const struct opt run_opts[] = {
         "Event backend: auto (io_uring where allowed, else epoll), uring or epoll.",
         .values = "auto uring epoll"),
     OPT("retries", RUN_RETRIES, "N", "5",
-        "Retries of a transient failure (5xx, 429, reset, stall) per book.", .section = "Failures"),
+        "Retries of a transient failure (5xx, 429, reset, stall) per book; a transfer cut "
+        "after moving the book on by 1 MiB or more resumes without spending one.",
+        .section = "Failures"),
     OPT("stall-timeout", RUN_STALL, "SECONDS", "60",
         "A transfer with no byte for this long is retried."),
     OPT("min-rate", RUN_MIN_RATE, "SIZE", "1KiB",

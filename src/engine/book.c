@@ -170,14 +170,16 @@ static uint64_t backoff_ns(unsigned attempt, unsigned retry_after_s)
 
 /* A failed attempt: retried when transient and attempts remain, else the book fails.
  * While other books hold staging space, a full disk pauses new downloads until one of
- * them leaves, and this book waits for that too without spending a retry. */
+ * them leaves, and this book waits for that too without spending a retry; so does a
+ * transfer cut after moving the book on by BOOK_PROGRESS_FREE, resumed from there. */
 void book_failed(struct book *b, bool transient, bool run_level, bool upload, const char *detail)
 {
-        bool space_wait = b->space_wait;
+        bool space_wait = b->space_wait, progressed = b->progressed;
         const char *cause = b->cause;
-        b->space_wait = false;
+        b->space_wait = b->progressed = false;
         b->cause = NULL;
-        if (!transient || (b->attempt >= b->r->cfg.retries && !space_wait) ||
+        if (!transient ||
+            (b->attempt - b->free_attempts >= b->r->cfg.retries && !space_wait && !progressed) ||
             atomic_load(&b->r->aborting)) {
                 if (transient && b->attempt)
                         snprintf(b->detail, sizeof b->detail, "%s (after %u retries)", detail,
@@ -199,10 +201,13 @@ void book_failed(struct book *b, bool transient, bool run_level, bool upload, co
                 return;
         }
         b->attempt++;
+        b->free_attempts += progressed;
         progress_retry(b->r, cause);
-        uint64_t delay = backoff_ns(b->attempt, b->retry_after_s);
-        qlog("%s: attempt %u failed (%s); retrying in %.1f s", b->item.barcode, b->attempt, detail,
-             (double)delay / 1e9);
+        uint64_t delay =
+            backoff_ns(progressed ? 1 : b->attempt - b->free_attempts, b->retry_after_s);
+        qlog("%s: attempt %u failed (%s); %s in %.1f s%s", b->item.barcode, b->attempt, detail,
+             progressed ? "resuming" : "retrying", (double)delay / 1e9,
+             progressed ? " (it moved the book on: not counted as a retry)" : "");
         loop_timer(b->w->loop, &b->timer, delay);
 }
 
@@ -262,7 +267,7 @@ bool book_idle(const struct book *b)
 void book_start(struct book *b, const struct queue_item *item)
 {
         b->item = *item;
-        b->attempt = 0;
+        b->attempt = b->free_attempts = 0;
         b->retry_upload = false;
         b->resume = b->resuming = b->restart_wait = b->no_resume = false;
         b->resumes = 0;

@@ -82,7 +82,7 @@ static int restart_body(struct book *b)
                 return -1;
         }
         b->resumed_bytes -= b->fed < b->resumed_bytes ? b->fed : b->resumed_bytes;
-        b->fed = 0;
+        b->fed = b->attempt_fed0 = 0;
         b->first_byte = -1;
         attempt_reset(b);
         return 0;
@@ -325,6 +325,10 @@ static void download_failed(struct book *b, const struct source_result *res)
                     (!strcmp(b->r->source->kind, "file") || (res->etag[0] && !res->etag_weak));
         if (b->resume)
                 snprintf(b->resume_etag, sizeof b->resume_etag, "%s", res->etag);
+        /* Cut after moving the book on (a link that resets): resumed without spending a
+         * retry, so a long book over a bad link is not lost to its number of cuts, while
+         * a source that fails without progress still runs out of retries. */
+        b->progressed = b->resume && b->fed >= b->attempt_fed0 + BOOK_PROGRESS_FREE;
         book_failed(b, res->status == SOURCE_TRANSIENT, res->run_level, false, res->detail);
 }
 
@@ -354,6 +358,7 @@ static void resume_begin(struct book *b)
 {
         b->resume = false;
         b->resuming = true;
+        b->attempt_fed0 = b->fed;
         b->feed_error = 0;
         b->room_wait = false;
         b->head = false;
@@ -371,7 +376,7 @@ static void fetch_begin(struct book *b)
                 return;
         }
         b->resuming = false;
-        b->fed = 0;
+        b->fed = b->attempt_fed0 = 0;
         b->feed_error = 0;
         b->first_byte = -1;
         b->room_wait = b->der_wait = false;

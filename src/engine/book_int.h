@@ -21,6 +21,8 @@
 /* Plaintext out can exceed ciphertext in by the decryptor's held-back MDC tail. */
 #define STAGING_SLACK 64
 #define BOOK_META_MAX 5
+/* A resumable transfer cut after moving the book on by this much does not spend a retry. */
+#define BOOK_PROGRESS_FREE (1u << 20)
 
 enum book_state {
         BOOK_IDLE,
@@ -74,6 +76,9 @@ struct book {
         unsigned resumes;
         uint64_t resumed_bytes; /* not fetched again thanks to resuming */
         bool space_wait;        /* the failure was a full staging disk others will free */
+        uint64_t attempt_fed0;  /* fed when this attempt's request began */
+        bool progressed;        /* the failed attempt moved the book on: a free retry */
+        unsigned free_attempts; /* of attempt, those not counted against --retries */
         const char *cause;      /* the failure's label, should it be retried (metrics) */
         uint64_t started_ns, dl_started_ns, ul_started_ns;
         bool holds_download, holds_upload;

@@ -89,6 +89,27 @@ check "spliced resume: fetched from byte 0 after the spliced 206 (GETs: 200, 206
 check "spliced resume: said why" \
 	grep -q "TEST0001: attempt 2 failed (.* after a resume)" "$T/spliced.err"
 
+# A source that ends every answer early, 2 MB in (a clean close short of Content-Length):
+# three cuts of one 8 MB book with --retries 1. Each moved the book on by over 1 MiB, so
+# none spends a retry and the book arrives exact; a source that fails without progress
+# still runs out (the 503s of test_faults.sh and the backoff suite).
+mkdir -p "$T/cuts-src"
+BOOKS_S2K=65536 make_books "$T/cuts-src" 1 8M CUTS
+echo "CUTS0001 short 3 at=2000000" >"$T/cuts-rules"
+stop_pid "$FAULT_PID"
+start_faultserver "$T/cuts-src" --rules "$T/cuts-rules" --no-name-faults
+echo CUTS0001 >"$T/cuts.txt"
+expect_exit 0 "three cuts, --retries 1: exit 0" "$QUIRE" run --dest "$T/cuts" \
+	--passphrase-file "$PASSFILE" --journal "$T/cuts.journal" \
+	--source "$FAULT_URL/{barcode}.tar.gz.gpg" --retries 1 "$T/cuts.txt" 2>"$T/cuts.err"
+check "three cuts: the book exact" cmp -s "$T/plain/CUTS0001.tar.gz" "$T/cuts/CUTS0001.tar.gz"
+check "three cuts: one GET and three ranged ones" \
+	test "$(grep '^GET /CUTS0001.tar.gz.gpg ' "$FAULT_LOG" | awk '{print $3}' | tr '\n' ' ')" = \
+	"200 206 206 206 "
+check "three cuts: each said, none counted as a retry" \
+	test "$(grep -c 'CUTS0001: attempt [0-9] failed .*(it moved the book on: not counted as a retry)' \
+		"$T/cuts.err")" -eq 3
+
 # The object changes between the cut and the retry: If-Range sends it whole, and the new
 # book is what gets delivered, whole and exact.
 mkdir -p "$T/chg" "$T/chg-src"
