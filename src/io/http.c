@@ -53,6 +53,11 @@ void http_head_init(struct http_head *h)
         h->too_long = false;
 }
 
+bool http_range_ends_short(const struct http_head *h, uint64_t end)
+{
+        return h->status == 206 && h->range_total >= 0 && end < (uint64_t)h->range_total;
+}
+
 const char *http_header_value(const char *line, size_t len, const char *name, size_t *vlen)
 {
         size_t nlen = strlen(name);

@@ -354,11 +354,9 @@ static bool verdict(struct http_slot *h, CURLcode rc, struct source_result *res,
                 res->cause = http_failure_cause(rc);
                 snprintf(detail, dlen, "source: %s",
                          h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc));
-        } else if (st == 206 && h->want_off && h->head.range_total >= 0 &&
-                   h->off < (uint64_t)h->head.range_total) {
-                /* A whole answer, yet a range that stops before the object's end (a server
-                 * capping its ranges, its Content-Range saying so): the book would take a
-                 * cut archive for whole. The rest is asked for again, from here. */
+        } else if (h->want_off && http_range_ends_short(&h->head, h->off)) {
+                /* The book would take a cut archive for whole: the rest is asked for
+                 * again, from here. */
                 res->status = SOURCE_TRANSIENT;
                 snprintf(detail, dlen, "source: HTTP 206 ended at byte %llu of %lld",
                          (unsigned long long)h->off, (long long)h->head.range_total);

@@ -46,6 +46,10 @@ void http_head_init(struct http_head *h);
 /* Takes one header line as libcurl's CURLOPT_HEADERFUNCTION passes it (with its CRLF). */
 void http_head_line(struct http_head *h, const char *line, size_t len);
 
+/* A 206 that ended, `end` bytes into the object, before the object does (a server capping
+ * its ranges, its Content-Range saying so): a whole answer, yet not the whole rest. */
+bool http_range_ends_short(const struct http_head *h, uint64_t end);
+
 /* When line is the header `name` ("ETag", case-insensitive; "Name:value" and "Name: value"
  * both), returns its value with surrounding blanks and the CRLF removed, length in *vlen.
  * Else NULL. */

@@ -130,11 +130,9 @@ static void verdict(struct s3_slot *sl, CURLcode rc, struct source_result *res, 
         } else if (h->too_long) {
                 snprintf(detail, dlen, "source: %.400s: an answer header line longer than %d bytes",
                          name, HTTP_LINE_MAX);
-        } else if (st == 206 && sl->want_off && h->range_total >= 0 &&
-                   sl->off < (uint64_t)h->range_total) {
-                /* A whole answer, yet a range that stops before the object's end (its
-                 * Content-Range says so): the book would take a cut archive for whole. The
-                 * rest is asked for again, from here. */
+        } else if (sl->want_off && http_range_ends_short(h, sl->off)) {
+                /* The book would take a cut archive for whole: the rest is asked for
+                 * again, from here. */
                 res->status = SOURCE_TRANSIENT;
                 snprintf(detail, dlen, "source: %.400s: HTTP 206 ended at byte %llu of %lld", name,
                          (unsigned long long)sl->off, (long long)h->range_total);
